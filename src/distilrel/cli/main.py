@@ -1,0 +1,31 @@
+"""The `distilrel` command: one sub-command per stage of the data flow."""
+
+from __future__ import annotations
+
+import typer
+
+from distilrel.cli import data as data_cmd
+from distilrel.cli.baselines import baselines
+from distilrel.cli.evaluate import compare, evaluate
+
+app = typer.Typer(
+    name="distilrel",
+    help="Relevance teacher → pseudo-labels → distilled bi-encoder student → cached re-ranking service.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(data_cmd.app, name="data")
+app.command()(evaluate)
+app.command()(compare)
+app.command()(baselines)
+
+try:  # the teacher CLI lands with its stage
+    from distilrel.cli.teacher import app as teacher_app
+
+    app.add_typer(teacher_app, name="teacher", help="Train a K-level cross-encoder teacher and predict with it.")
+except ImportError:  # pragma: no cover
+    pass
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,184 @@
+"""Re-rank (or retrieve) every query of a split with one Scorer and score the ranking per query.
+
+``rerank`` datasets: each query's judged candidates are ranked by the scorer.
+``retrieve`` datasets: each query ranks the corpus of its language; a scorer that is also a
+:class:`Retriever` searches the corpus itself, any other scorer re-ranks BM25's top ``depth``.
+Unjudged documents count as grade 0 (as BEIR does).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from distilrel.data.schema import Dataset
+from distilrel.evaluate.scorer import Retriever, Scorer
+from distilrel.metrics import breakdown, mean_scores, query_length_bucket, score_run
+from distilrel.metrics.functions import level_accuracy, macro_f1
+from distilrel.text.builder import TextBuilder
+
+DEFAULT_METRICS = ("ndcg@10", "p@8", "ndcg", "mrr@10", "recall@10")
+RETRIEVE_METRICS = ("ndcg@10", "p@8", "mrr@10", "recall@10", "recall@100")
+
+Run = dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    split: str = "test"
+    max_queries: int | None = None
+    metrics: tuple[str, ...] = ()
+    depth: int = 100  # candidates per query for retrieve tasks
+    seed: int = 0  # which queries --max-queries keeps
+    segments: tuple[str, ...] = ()  # extra segment columns; language + query length are always there
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    scorer: str
+    split: str
+    task: str
+    run: Run
+    qrels: dict[str, dict[str, int]]
+    per_query: pd.DataFrame  # index query_id; one column per metric + segment columns
+    metrics: tuple[str, ...]
+    segments: tuple[str, ...]
+    summary: dict[str, float]
+    classifier: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    pairs_scored: int = 0
+
+    def by_segment(self) -> dict[str, pd.DataFrame]:
+        out: dict[str, pd.DataFrame] = {}
+        for seg in self.segments:
+            if self.per_query[seg].nunique() > 1:
+                out[seg] = breakdown(self.per_query[list(self.metrics)], self.per_query[[seg]], by=[seg])
+        return out
+
+
+def _select_queries(judgments: pd.DataFrame, settings: EvalSettings) -> pd.DataFrame:
+    qids = judgments["query_id"].drop_duplicates().sort_values()
+    if settings.max_queries is not None and len(qids) > settings.max_queries:
+        qids = qids.sample(n=settings.max_queries, random_state=settings.seed).sort_values()
+        judgments = judgments[judgments["query_id"].isin(set(qids))]
+    return judgments
+
+
+def _score_pairs(scorer: Scorer, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
+    scores = np.asarray(scorer.score(list(queries), list(texts)), dtype=np.float64)
+    if scores.shape != (len(queries),):
+        raise ValueError(f"scorer {scorer.name!r} returned shape {scores.shape} for {len(queries)} pairs")
+    return scores
+
+
+def _rerank(judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer) -> Run:
+    scores = _score_pairs(scorer, judged["query"].tolist(), [texts[d] for d in judged["doc_id"]])
+    run: Run = {}
+    for qid, did, s in zip(judged["query_id"], judged["doc_id"], scores, strict=True):
+        run.setdefault(qid, {})[did] = float(s)
+    return run
+
+
+def _retrieve(dataset: Dataset, judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer, depth: int) -> Run:
+    from distilrel.retrieve.bm25 import BM25Scorer
+
+    queries = judged.drop_duplicates("query_id")
+    docs = dataset.documents
+    run: Run = {}
+    # One corpus per language: XQuAD-R ranks the sentences of the question's own language.
+    for lang, qs in queries.groupby("language", sort=True):
+        corpus = docs[docs["language"] == lang] if docs["language"].nunique() > 1 else docs
+        ids = corpus["doc_id"].tolist()
+        corpus_texts = [texts[d] for d in ids]
+        first: Retriever = scorer if isinstance(scorer, Retriever) else BM25Scorer()
+        first.index(ids, corpus_texts)
+        hits = first.search(qs["query"].tolist(), depth)
+        if first is scorer:
+            for qid, h in zip(qs["query_id"], hits, strict=True):
+                run[qid] = {d: float(s) for d, s in h}
+            continue
+        # Re-rank BM25's candidates with the (cross-encoder) scorer.
+        scorer.fit_corpus(ids, corpus_texts)
+        pq = [q for q, h in zip(qs["query"], hits, strict=True) for _ in h]
+        pd_ = [d for h in hits for d, _ in h]
+        scores = _score_pairs(scorer, pq, [texts[d] for d in pd_])
+        i = 0
+        for qid, h in zip(qs["query_id"], hits, strict=True):
+            run[qid] = {d: float(s) for (d, _), s in zip(h, scores[i : i + len(h)], strict=True)}
+            i += len(h)
+    return run
+
+
+def _classifier_metrics(judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer, k: int) -> dict[str, float]:
+    probs = np.asarray(scorer.predict_levels(judged["query"].tolist(), [texts[d] for d in judged["doc_id"]]))
+    if probs.ndim != 2 or probs.shape[1] != k:
+        # A teacher trained on another level scale cannot be scored level by level on this dataset.
+        return {}
+    true = judged["level"].to_numpy()
+    pred = probs.argmax(axis=1)
+    return {"level_accuracy": float(level_accuracy(true, pred)), "macro_f1": float(macro_f1(true, pred, k))}
+
+
+def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: EvalSettings) -> EvalResult:
+    """Rank every query of ``settings.split`` with ``scorer`` and compute per-query metrics."""
+    start = time.perf_counter()
+    split = dataset.split(settings.split)
+    judged = _select_queries(split.judgments, settings)
+    metrics = settings.metrics or (RETRIEVE_METRICS if dataset.task == "retrieve" else DEFAULT_METRICS)
+    levels = dataset.levels
+
+    needed = dataset.documents if dataset.task == "retrieve" else dataset.documents[
+        dataset.documents["doc_id"].isin(set(judged["doc_id"]))
+    ]
+    texts = dict(zip(needed["doc_id"], builder.build_many(needed), strict=True))
+
+    if dataset.task == "retrieve":
+        run = _retrieve(dataset, judged, texts, scorer, settings.depth)
+        pairs = sum(len(v) for v in run.values())
+    else:
+        scorer.fit_corpus(list(texts), list(texts.values()))
+        run = _rerank(judged, texts, scorer)
+        pairs = len(judged)
+
+    grades = np.asarray(levels.grades)
+    qrels: dict[str, dict[str, int]] = {}
+    for qid, did, lvl in zip(judged["query_id"], judged["doc_id"], judged["level"], strict=True):
+        qrels.setdefault(qid, {})[did] = int(grades[lvl])
+    gain_map = {int(g): float(x) for g, x in zip(levels.grades, levels.gains, strict=True)}
+    rel_threshold = int(levels.grades[levels.relevant - 1])
+    per_query = score_run(run, qrels, list(metrics), gains=gain_map, rel_threshold=rel_threshold)
+
+    seg_cols = ["language", *[s for s in (*dataset.segments, *settings.segments) if s != "language"]]
+    qinfo = judged.drop_duplicates("query_id").set_index("query_id")
+    seg = pd.DataFrame(index=per_query.index)
+    for col in seg_cols:
+        if col in qinfo.columns:
+            seg[col] = qinfo.loc[per_query.index, col].astype(str)
+    seg["query_length"] = [query_length_bucket(q) for q in qinfo.loc[per_query.index, "query"]]
+    per_query = per_query.join(seg)
+
+    classifier = (
+        _classifier_metrics(judged, texts, scorer, levels.k)
+        if scorer.predicts_levels and dataset.task == "rerank"
+        else {}
+    )
+    return EvalResult(
+        dataset=dataset.name,
+        scorer=scorer.name,
+        split=settings.split,
+        task=dataset.task,
+        run=run,
+        qrels=qrels,
+        per_query=per_query,
+        metrics=tuple(metrics),
+        segments=tuple(seg.columns),
+        summary=mean_scores(per_query[list(metrics)]),
+        classifier=classifier,
+        seconds=time.perf_counter() - start,
+        pairs_scored=pairs,
+    )
