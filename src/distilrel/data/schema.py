@@ -31,6 +31,10 @@ class Dataset:
     task:   ``rerank`` — each query's judged candidates are re-ranked (graded e-commerce sets);
             ``retrieve`` — each query ranks the whole corpus (of its language), unjudged docs count 0.
     fields: the document text fields in their default order (the text builder's default).
+    meta:   loader notes. Every loader sets ``warnings`` (list[str]: repairs and caveats, e.g. collapsed
+            identical duplicates, synthesised ids, empty document text), ``source_files`` (list[str]) and
+            ``corpus_by`` (columns present in BOTH tables that partition a ``retrieve`` corpus: a query
+            ranks only the documents sharing its values; ``("language",)`` by default).
     """
 
     name: str

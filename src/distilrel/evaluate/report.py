@@ -19,7 +19,7 @@ def format_trec_run(run: Mapping[str, Mapping[str, float]], tag: str) -> str:
     lines = []
     for qid in sorted(run):
         ranked = sorted(run[qid].items(), key=lambda kv: (-kv[1], kv[0]))
-        lines += [f"{qid} Q0 {did} {r} {s:.8f} {tag}" for r, (did, s) in enumerate(ranked, start=1)]
+        lines += [f"{qid} Q0 {did} {r} {s!r} {tag}" for r, (did, s) in enumerate(ranked, start=1)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,548 @@
+"""``distilrel student train``: build the training pairs, check everything, run the StudentTrainer, save.
+
+Training pairs:
+
+* human pairs: the train split of each ``[data]`` dataset, its levels moved onto the ``[levels]`` scale
+  (:func:`distilrel.teacher.config.remap_levels`, the teacher's policy);
+* pseudo-labelled pairs: rows of the ``pseudo_labels`` table (``dataset``, ``query``, ``doc_id`` and/or
+  ``text``, ``probs`` = K floats), at most ``pseudo_ratio`` x the number of human pairs, whole queries
+  sampled with the data seed. A row that repeats a human pair gives that pair its teacher distribution
+  instead of a second copy. Rows whose query is an evaluation query of a training dataset are excluded
+  (and counted): the student is selected and reported on those queries.
+
+Output folder (``[training] output_dir``): ``model/`` (the best student, loadable by :func:`load_student`
+and by ``distilrel evaluate --scorer``), ``checkpoints/`` (Trainer checkpoints, each a loadable student),
+``train_info.json`` (counts, metrics, log history).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from distilrel.data.levels import LevelMapping
+from distilrel.data.schema import DataError, Dataset
+from distilrel.io import write_json
+from distilrel.student.collator import NO_LEVEL, PairDataset, PairExample
+from distilrel.student.config import ConfigError, StudentConfig
+from distilrel.teacher.config import FieldConfig, remap_levels
+
+if TYPE_CHECKING:
+    from distilrel.student.model import StudentModel, StudentSettings
+    from distilrel.student.trainer import RankingEvaluator
+    from distilrel.text.builder import TextBuilder
+
+PSEUDO_REQUIRED = ("dataset", "query", "probs")
+MODEL_DIR, CHECKPOINT_DIR, INFO_FILE = "model", "checkpoints", "train_info.json"
+#: Teacher distributions may be stored in float16 / rounded: sums within this of 1 are renormalised.
+PROB_SUM_TOLERANCE = 1e-2
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Prepared:
+    """Everything training needs besides the model: checked inputs, pairs and the evaluator."""
+
+    config: StudentConfig
+    levels: LevelMapping
+    backbone_dir: Path
+    prefixes: tuple[str, str]
+    datasets: dict[str, Dataset]
+    builders: dict[str, TextBuilder]
+    train: PairDataset
+    evaluator: RankingEvaluator | None
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text_fields(self) -> tuple[dict[str, Any], ...]:
+        first = next(iter(self.builders.values()))
+        return tuple(first.to_config())
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_dir: Path
+    metrics: dict[str, float]
+    counts: dict[str, Any]
+
+
+# --- checks and inputs ---------------------------------------------------------------------------------
+
+
+def resolve_backbone(config: StudentConfig) -> Path:
+    from distilrel.weights import resolve_model
+
+    try:
+        return resolve_model(config.model.backbone)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+        raise ConfigError(
+            f"{config.source}: [model] backbone {config.model.backbone!r} cannot be loaded: {e}"
+        ) from e
+
+
+def load_datasets(config: StudentConfig) -> dict[str, Dataset]:
+    from distilrel.data import load_dataset
+    from distilrel.data.loaders import DATASETS
+
+    out: dict[str, Dataset] = {}
+    for spec in config.data.datasets:
+        data_dir: Path | None = Path(spec.path) if spec.path else None
+        if (
+            data_dir is None
+            and config.data.data_dir
+            and spec.name in DATASETS
+            and DATASETS[spec.name].folders
+        ):
+            root = Path(config.data.data_dir)
+            folders = [root / f for f in DATASETS[spec.name].folders]
+            data_dir = next((f for f in folders if f.is_dir()), folders[0])
+        out[spec.name] = load_dataset(spec.name, data_dir=data_dir, **dict(spec.options))
+    return out
+
+
+def make_builders(
+    config: StudentConfig, datasets: Mapping[str, Dataset], tokenizer: object | None
+) -> tuple[dict[str, Dataset], dict[str, TextBuilder]]:
+    """One text builder per dataset, and the datasets with empty columns for optional fields they lack."""
+    from distilrel.text.builder import TextBuilder
+
+    fields = config.fields
+    if fields:
+        for f in fields:
+            if not f.required and not any(f.name in ds.documents.columns for ds in datasets.values()):
+                raise ConfigError(f"{config.source}: [text] field {f.name!r} is in no dataset's documents")
+    builders: dict[str, TextBuilder] = {}
+    patched: dict[str, Dataset] = {}
+    for name, ds in datasets.items():
+        specs = fields or tuple(FieldConfig(name=n) for n in ds.fields)
+        docs = ds.documents
+        for f in specs:
+            if f.name in docs.columns:
+                continue
+            if f.required:
+                raise ConfigError(
+                    f"{config.source}: [text] field {f.name!r} is not a column of dataset {name!r}'s "
+                    f"documents (columns: {[c for c in docs.columns if c not in ('doc_id', 'language')]}); "
+                    "set required = false to read it as empty text there"
+                )
+            docs = docs.assign(**{f.name: ""})  # optional and absent here: reads as empty text
+        if docs is not ds.documents:
+            ds = Dataset(ds.name, docs, ds.judgments, ds.levels, ds.fields, ds.task, ds.segments, ds.meta)
+        patched[name] = ds
+        builders[name] = TextBuilder.from_config([f.builder_dict() for f in specs], tokenizer=tokenizer)
+    return patched, builders
+
+
+def human_examples(
+    config: StudentConfig,
+    datasets: Mapping[str, Dataset],
+    builders: Mapping[str, TextBuilder],
+    levels: LevelMapping,
+) -> tuple[list[PairExample], dict[tuple[str, str, str], int], dict[str, int]]:
+    """Train-split pairs of every dataset; also ``(dataset, query, doc_id) -> index`` for merging."""
+    examples: list[PairExample] = []
+    index: dict[tuple[str, str, str], int] = {}
+    counts: dict[str, int] = {}
+    for spec in config.data.datasets:
+        before = len(examples)
+        ds = datasets[spec.name]
+        try:
+            judged = ds.split(config.data.train_split).judgments
+        except ValueError as e:
+            raise DataError(f"dataset {spec.name!r}: {e}") from e
+        cap = config.data.train_cap(spec)
+        if cap is not None and len(judged) > cap:
+            judged = judged.sample(n=cap, random_state=config.data.seed).sort_index()
+        to_target = remap_levels(ds.levels, levels)
+        docs = ds.documents[ds.documents["doc_id"].isin(set(judged["doc_id"]))]
+        texts = dict(zip(docs["doc_id"], builders[spec.name].build_many(docs), strict=True))
+        for query, doc_id, level in zip(judged["query"], judged["doc_id"], judged["level"], strict=True):
+            key = (spec.name, str(query), str(doc_id))
+            if key in index:  # the same pair judged twice (loaders collapse identical rows): keep the first
+                continue
+            index[key] = len(examples)
+            examples.append(
+                PairExample(str(query), texts[doc_id], f"{spec.name}\x1f{query}", level=to_target[int(level)])
+            )
+        counts[spec.name] = len(examples) - before
+    return examples, index, counts
+
+
+def read_pseudo_labels(path: str | Path, k: int, level_names: Sequence[str] = ()) -> pd.DataFrame:
+    """The pseudo-label table with ``probs`` checked (K finite non-negative values summing to 1) and
+    renormalised. Raises DataError naming the file and the 1-based row."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"pseudo-label table {path} does not exist; produce it with `distilrel label`")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise DataError(f"{path}: cannot read as Parquet: {e}") from e
+    missing = [c for c in PSEUDO_REQUIRED if c not in df.columns]
+    if missing or not ({"doc_id", "text"} & set(df.columns)):
+        need = [*missing, *([] if {"doc_id", "text"} & set(df.columns) else ["doc_id or text"])]
+        raise DataError(f"{path}: missing column(s) {need}; columns are {list(df.columns)}")
+    lengths = df["probs"].map(lambda p: -1 if p is None else len(p)).to_numpy()
+    bad = np.flatnonzero(lengths != k)
+    if len(bad):
+        row = int(bad[0])
+        names = f" {list(level_names)}" if level_names else ""
+        raise DataError(
+            f"{path}: row {row + 1}: probs has {lengths[row]} values but the level mapping{names} has {k} "
+            f"(K mismatch in {len(bad)} row(s)); label with a teacher on the same [levels] as the student"
+        )
+    probs = np.stack(df["probs"].to_numpy()).astype(np.float64) if len(df) else np.zeros((0, k))
+    sums = probs.sum(axis=1)
+    bad = np.flatnonzero(
+        ~np.isfinite(probs).all(axis=1) | (probs < 0).any(axis=1) | (abs(sums - 1) > PROB_SUM_TOLERANCE)
+    )
+    if len(bad):
+        row = int(bad[0])
+        raise DataError(
+            f"{path}: row {row + 1}: probs {probs[row].tolist()} is not a probability distribution "
+            f"({len(bad)} bad row(s))"
+        )
+    df = df.copy()
+    df["probs"] = list(probs / sums[:, None])
+    for col in ("dataset", "query"):
+        empty = np.flatnonzero(df[col].isna().to_numpy() | (df[col].astype(str).str.strip() == "").to_numpy())
+        if len(empty):
+            raise DataError(f"{path}: row {int(empty[0]) + 1}: empty {col!r} ({len(empty)} row(s))")
+    return df.reset_index(drop=True)
+
+
+def pseudo_examples(
+    config: StudentConfig,
+    table: pd.DataFrame,
+    datasets: Mapping[str, Dataset],
+    builders: Mapping[str, TextBuilder],
+    human: list[PairExample],
+    human_index: Mapping[tuple[str, str, str], int],
+    log: Log,
+) -> tuple[list[PairExample], dict[str, int]]:
+    """Pseudo pairs under the ratio cap; teacher distributions of human pairs are attached in ``human``."""
+    from distilrel.label.pool import normalize_query
+
+    path = config.data.pseudo_labels
+    counts = {"rows": len(table), "eval_query_rows": 0, "merged_into_human": 0}
+    # The student is selected on validation and reported on test queries: their text must not be trained on.
+    held_out = {
+        normalize_query(q)
+        for ds in datasets.values()
+        for q in ds.judgments.loc[ds.judgments["split"] != config.data.train_split, "query"]
+    }
+    is_held_out = table["query"].map(lambda q: normalize_query(q) in held_out).to_numpy()
+    counts["eval_query_rows"] = int(is_held_out.sum())
+    if counts["eval_query_rows"]:
+        log(f"pseudo labels: {counts['eval_query_rows']} row(s) whose query is an evaluation query: excluded")
+    table = table[~is_held_out]
+
+    # Rows that repeat a human pair give it a teacher distribution; the others are new pairs.
+    new_rows: list[int] = []
+    has_id = "doc_id" in table.columns
+    for i, (dataset, query, doc_id) in enumerate(
+        zip(table["dataset"], table["query"], table["doc_id"] if has_id else [None] * len(table), strict=True)
+    ):
+        hit = human_index.get((str(dataset), str(query), str(doc_id))) if doc_id is not None else None
+        if hit is None:
+            new_rows.append(i)
+            continue
+        probs = tuple(float(p) for p in table["probs"].iloc[i])
+        h = human[hit]
+        human[hit] = PairExample(h.query, h.doc, h.group, probs, h.level, h.source)
+        counts["merged_into_human"] += 1
+    table = table.iloc[new_rows]
+
+    cap = math.floor(config.data.pseudo_ratio * len(human))
+    table = _cap_by_query(table, cap, config.data.seed)
+    texts = _pseudo_texts(table, datasets, builders, Path(str(path)))
+    examples = [
+        PairExample(str(q), t, f"{d}\x1f{q}", tuple(float(x) for x in p), NO_LEVEL, "pseudo")
+        for d, q, t, p in zip(table["dataset"], table["query"], texts, table["probs"], strict=True)
+    ]
+    counts["used"] = len(examples)
+    counts["cap"] = cap
+    return examples, counts
+
+
+def _cap_by_query(table: pd.DataFrame, cap: int, seed: int) -> pd.DataFrame:
+    """At most ``cap`` rows, whole queries in a seeded random order (a query's documents stay together)."""
+    if len(table) <= cap:
+        return table
+    keys = table["dataset"].astype(str) + "\x1f" + table["query"].astype(str)
+    order = pd.Series(keys.unique()).sample(frac=1.0, random_state=seed)
+    sizes = keys.value_counts()
+    kept, total = [], 0
+    for key in order:
+        if total + sizes[key] > cap:
+            continue  # a smaller query later may still fit
+        kept.append(key)
+        total += int(sizes[key])
+    return table[keys.isin(set(kept)).to_numpy()]
+
+
+def _pseudo_texts(
+    table: pd.DataFrame, datasets: Mapping[str, Dataset], builders: Mapping[str, TextBuilder], path: Path
+) -> list[str]:
+    """Document text per row: the ``text`` column where given, else the doc built from its dataset."""
+    texts: list[str | None] = [None] * len(table)
+    if "text" in table.columns:
+        texts = [t if isinstance(t, str) and t.strip() else None for t in table["text"]]
+    need = [i for i, t in enumerate(texts) if t is None]
+    if not need:
+        return [str(t) for t in texts]
+    if "doc_id" not in table.columns:
+        raise DataError(f"{path}: row {need[0] + 1}: no text and no doc_id column to look the document up")
+    by_dataset: dict[str, list[int]] = {}
+    for i in need:
+        by_dataset.setdefault(str(table["dataset"].iloc[i]), []).append(i)
+    for name, rows in by_dataset.items():
+        if name not in datasets:
+            raise DataError(
+                f"{path}: row {rows[0] + 1}: dataset {name!r} is not among the student's [data] datasets "
+                f"{sorted(datasets)}, so its documents cannot be looked up; add it, or give a text column"
+            )
+        docs = datasets[name].doc_table()
+        ids = [str(table["doc_id"].iloc[i]) for i in rows]
+        unknown = [(r, d) for r, d in zip(rows, ids, strict=True) if d not in docs.index]
+        if unknown:
+            r, d = unknown[0]
+            raise DataError(f"{path}: row {r + 1}: doc_id {d!r} is not a document of dataset {name!r}")
+        wanted = docs.loc[list(dict.fromkeys(ids))]
+        built = dict(zip(wanted["doc_id"], builders[name].build_many(wanted), strict=True))
+        for r, d in zip(rows, ids, strict=True):
+            texts[r] = built[d]
+    return [str(t) for t in texts]
+
+
+def make_evaluator(
+    config: StudentConfig, datasets: Mapping[str, Dataset], builders: Mapping[str, TextBuilder]
+) -> RankingEvaluator | None:
+    from distilrel.student.trainer import EvalTarget, RankingEvaluator
+
+    if config.training.eval_steps == 0:
+        return None
+    targets = [
+        EvalTarget(s.name, datasets[s.name], builders[s.name], config.data.eval_cap(s))
+        for s in config.data.datasets
+        if s.evaluate
+    ]
+    if not targets:
+        raise ConfigError(
+            f"{config.source}: no dataset takes part in evaluation (every entry has evaluate = false); "
+            "set [training] eval_steps = 0 to train without evaluation"
+        )
+    try:
+        return RankingEvaluator(
+            targets,
+            split=config.data.eval_split,
+            batch_size=config.training.eval_batch_size,
+            seed=config.data.seed,
+        )
+    except ValueError as e:
+        raise DataError(
+            f"{config.source}: {e}; evaluation during training needs that split "
+            "(or set [training] eval_steps = 0)"
+        ) from e
+
+
+def prepare(
+    config: StudentConfig, datasets: Mapping[str, Dataset] | None = None, log: Log = print
+) -> Prepared:
+    """Every check that needs data or weights, and the training pairs; builds no model."""
+    from transformers import AutoTokenizer
+
+    from distilrel.weights import model_prefixes
+
+    levels = config.level_mapping
+    backbone_dir = resolve_backbone(config)
+    tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir))
+    loaded = dict(datasets) if datasets is not None else load_datasets(config)
+    absent = [s.name for s in config.data.datasets if s.name not in loaded]
+    if absent:
+        raise ConfigError(f"{config.source}: [data] dataset(s) {absent} were not loaded")
+    loaded, builders = make_builders(config, loaded, tokenizer)
+    human, index, per_dataset = human_examples(config, loaded, builders, levels)
+    counts: dict[str, Any] = {"human": per_dataset}
+    pseudo: list[PairExample] = []
+    if config.data.pseudo_labels and config.data.pseudo_ratio > 0:
+        table = read_pseudo_labels(config.data.pseudo_labels, levels.k, levels.names)
+        pseudo, counts["pseudo"] = pseudo_examples(config, table, loaded, builders, human, index, log)
+    examples = human + pseudo
+    if not examples:
+        raise DataError(f"{config.source}: no training pairs (empty train splits and no pseudo labels)")
+    if not any(e.teacher_probs is not None for e in examples) and (
+        config.loss.kl > 0 or config.loss.margin_mse > 0
+    ):
+        log("warning: no pair carries a teacher distribution; the kl / margin_mse losses stay 0")
+    q_prefix, d_prefix = model_prefixes(config.model.backbone)
+    prefixes = (
+        q_prefix if config.model.query_prefix is None else config.model.query_prefix,
+        d_prefix if config.model.doc_prefix is None else config.model.doc_prefix,
+    )
+    counts["pairs"] = len(examples)
+    counts["with_teacher"] = sum(e.teacher_probs is not None for e in examples)
+    counts["with_level"] = sum(e.level != NO_LEVEL for e in examples)
+    evaluator = make_evaluator(config, loaded, builders)
+    return Prepared(
+        config, levels, backbone_dir, prefixes, loaded, builders, PairDataset(examples), evaluator, counts
+    )
+
+
+# --- training -----------------------------------------------------------------------------------------
+
+
+def student_settings(prepared: Prepared) -> StudentSettings:
+    from distilrel.student.model import StudentSettings
+
+    m = prepared.config.model
+    return StudentSettings(
+        backbone=m.backbone,
+        shared=m.shared,
+        query_prefix=prepared.prefixes[0],
+        doc_prefix=prepared.prefixes[1],
+        max_query_length=m.max_query_length,
+        max_doc_length=m.max_doc_length,
+        head_hidden=m.head_hidden,
+        head_dropout=m.head_dropout,
+        score_mode=m.score_mode,  # type: ignore[arg-type]  # checked by the config
+        fields=prepared.text_fields,
+    )
+
+
+def training_arguments(config: StudentConfig, checkpoint_dir: Path, evaluate: bool) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    t = config.training
+    cuda = torch.cuda.is_available()
+    supported = cuda and torch.cuda.is_bf16_supported()
+    if t.bf16 and not supported:
+        raise ConfigError(f"{config.source}: [training] bf16 = true but there is no bf16-capable GPU here")
+    bf16 = supported if t.bf16 is None else bool(t.bf16)
+    steps = t.eval_steps if evaluate else max(t.logging_steps, 200)
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # a float below 1 is a fraction of the total steps
+        lr_scheduler_type="linear",
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=steps if evaluate else None,
+        save_strategy="steps",
+        save_steps=steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="ndcg@10" if evaluate else None,
+        greater_is_better=True,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=bf16,
+        use_cpu=not cuda,
+        remove_unused_columns=False,  # the collator's batch is not the model's keyword arguments
+        dataloader_num_workers=t.dataloader_num_workers,
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def train_student(
+    config: StudentConfig, datasets: Mapping[str, Dataset] | None = None, log: Log = print
+) -> TrainResult:
+    """Prepare, train with :class:`StudentTrainer`, save the best student to ``output_dir/model``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from distilrel.student.collator import StudentCollator
+    from distilrel.student.losses import build_loss
+    from distilrel.student.model import StudentModel
+    from distilrel.student.trainer import StudentTrainer
+
+    prepared = prepare(config, datasets, log)
+    counts = prepared.counts
+    log(
+        f"training pairs: {counts['pairs']} ({counts['with_level']} with a human level, "
+        f"{counts['with_teacher']} with a teacher distribution)"
+    )
+    out = Path(config.training.output_dir)
+    checkpoint_dir = out / CHECKPOINT_DIR
+    model = StudentModel.from_backbone(prepared.backbone_dir, prepared.levels, student_settings(prepared))
+    loss = build_loss(model, config.loss)
+    trainer = StudentTrainer(
+        model=model,
+        args=training_arguments(config, checkpoint_dir, prepared.evaluator is not None),
+        train_dataset=prepared.train,
+        data_collator=StudentCollator(model),
+        loss=loss,
+        evaluator=prepared.evaluator,
+        head_learning_rate=config.training.head_learning_rate,
+        docs_per_query=config.training.docs_per_query,
+    )
+    resume = (
+        get_last_checkpoint(str(checkpoint_dir))
+        if config.training.resume and checkpoint_dir.is_dir()
+        else None
+    )
+    if resume:
+        log(f"resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
+
+    metrics = best_eval_metrics(trainer.state)
+    info = {
+        "counts": counts,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_metric": trainer.state.best_metric,
+        "global_step": trainer.state.global_step,
+        "metrics": metrics,
+        "pseudo_labels": config.data.pseudo_labels,
+        "datasets": [s.name for s in config.data.datasets],
+        "config": config.to_dict(),
+    }
+    model_dir = save_model_atomically(model, out / MODEL_DIR, {"training": info})
+    write_json(out / INFO_FILE, {**info, "log_history": trainer.state.log_history})
+    log(f"student saved to {model_dir}")
+    return TrainResult(model_dir, metrics, counts)
+
+
+def best_eval_metrics(state: Any) -> dict[str, float]:
+    """The evaluation logged at the best checkpoint's step (the weights the saved model has); {} without
+    evaluation."""
+    step = state.best_global_step
+    for entry in state.log_history:
+        if entry.get("step") == step and "eval_ndcg@10" in entry:
+            return {k.removeprefix("eval_"): float(v) for k, v in entry.items() if k.startswith("eval_")}
+    return {}
+
+
+def save_model_atomically(model: StudentModel, target: Path, extra: dict[str, Any]) -> Path:
+    """Save into a temp folder beside ``target`` and swap it in: a reader never sees half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save(tmp, extra)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.rename(target, old)
+        os.rename(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

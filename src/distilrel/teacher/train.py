@@ -1,0 +1,362 @@
+"""``train_teacher(config) -> Path``: datasets -> text builder -> examples -> Trainer -> best teacher folder.
+
+Output folder (``[training] output_dir``, under ``runs/`` by convention):
+
+    checkpoints/checkpoint-N/   Trainer checkpoints (weights, optimizer, RNG, trainer_state.json)
+    model/                      the best teacher (by validation NDCG@10), see teacher.model.save_teacher
+    summary.json                time, pairs/s, best metric, data counts, the resolved config
+
+Everything that can be checked without training is checked first (:func:`prepare`): the backbone
+resolves, the text fields exist in the datasets, the splits exist, an earlier run's checkpoints are
+either resumed or refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+
+from distilrel.data.levels import LevelMapping
+from distilrel.data.schema import Dataset
+from distilrel.teacher.config import FieldConfig, TeacherConfig, remap_levels
+
+CHECKPOINTS = "checkpoints"
+MODEL = "model"
+SUMMARY = "summary.json"
+
+
+@dataclass
+class Prepared:
+    """Everything training needs that is not the model."""
+
+    backbone_path: Path
+    tokenizer: Any
+    fields: tuple[FieldConfig, ...]
+    train_queries: list[str] = field(default_factory=list)
+    train_texts: list[str] = field(default_factory=list)
+    train_levels: list[int] = field(default_factory=list)
+    eval_sets: list[Any] = field(default_factory=list)  # EvalSet
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resume_from: str | None = None
+
+
+# --- checks and data -------------------------------------------------------------------------------
+
+
+def resolve_backbone(config: TeacherConfig) -> Path:
+    from distilrel.weights import resolve_model
+
+    try:
+        return resolve_model(config.model.backbone)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+        raise ValueError(f"{config.source}: [model] backbone {config.model.backbone!r} cannot be resolved: {e}") from e
+
+
+def load_datasets(config: TeacherConfig) -> list[Dataset]:
+    from distilrel.data import DATASETS, load_dataset
+
+    out = []
+    for spec in config.data.datasets:
+        path: Path | None = Path(spec.path).expanduser() if spec.path else None
+        if path is None and config.data.data_dir and spec.name in DATASETS and DATASETS[spec.name].folders:
+            root = Path(config.data.data_dir).expanduser()
+            folders = DATASETS[spec.name].folders
+            path = next((root / f for f in folders if (root / f).is_dir()), root / folders[0])
+        out.append(load_dataset(spec.name, data_dir=path, **dict(spec.options)))
+    return out
+
+
+def resolve_fields(config: TeacherConfig, datasets: Sequence[Dataset]) -> tuple[FieldConfig, ...]:
+    """The configured fields, checked against every dataset's documents (default: the datasets' fields)."""
+    if not config.fields:
+        names = list(dict.fromkeys(f for ds in datasets for f in ds.fields))
+        return tuple(
+            FieldConfig(name=n, required=all(n in ds.documents.columns for ds in datasets)) for n in names
+        )
+    for f in config.fields:
+        have = [ds.name for ds in datasets if f.name in ds.documents.columns]
+        lacking = [ds.name for ds in datasets if f.name not in ds.documents.columns]
+        if f.required and lacking:
+            ds = next(d for d in datasets if d.name == lacking[0])
+            raise ValueError(
+                f"{config.source}: [text] field {f.name!r} is missing from the documents of dataset(s) {lacking} "
+                f"(their fields: {list(ds.fields)}); fix the name or mark it required = false"
+            )
+        if not have:
+            raise ValueError(
+                f"{config.source}: [text] field {f.name!r} exists in none of the datasets "
+                f"({ {ds.name: list(ds.fields) for ds in datasets} })"
+            )
+    return config.fields
+
+
+def _texts(ds: Dataset, doc_ids: set[str], builder: Any, fields: Sequence[FieldConfig]) -> dict[str, str]:
+    docs = ds.documents[ds.documents["doc_id"].isin(doc_ids)]
+    # An optional field this dataset lacks reads as empty text (the builder skips empty fields).
+    missing = {f.name: "" for f in fields if f.name not in docs.columns}
+    docs = docs.assign(**missing) if missing else docs
+    return dict(zip(docs["doc_id"].astype(str), builder.build_many(docs), strict=True))
+
+
+def _sample_queries(judgments: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
+    qids = judgments["query_id"].drop_duplicates().sort_values()
+    if cap is None or len(qids) <= cap:
+        return judgments
+    keep = set(qids.sample(n=cap, random_state=seed))
+    return judgments[judgments["query_id"].isin(keep)]
+
+
+def _resume_point(output_dir: Path, resume: bool | None, source: str) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ckpts = output_dir / CHECKPOINTS
+    last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
+    if resume is False and last is not None:
+        raise ValueError(
+            f"{source}: {ckpts} already holds checkpoints (last: {Path(last).name}); resume it "
+            f"([training] resume = true or --resume) or choose another output_dir"
+        )
+    if resume is True and last is None:
+        raise ValueError(f"{source}: resume requested but {ckpts} holds no checkpoint")
+    return last
+
+
+def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) -> Prepared:
+    """All checks and data preparation; raises before any model is built or trained."""
+    from distilrel.teacher.model import load_tokenizer
+    from distilrel.teacher.trainer import EvalSet
+    from distilrel.text.builder import FieldSpec, TextBuilder
+
+    backbone_path = resolve_backbone(config)
+    tokenizer = load_tokenizer(backbone_path)
+    loaded = list(datasets) if datasets is not None else load_datasets(config)
+    fields = resolve_fields(config, loaded)
+    resume_from = _resume_point(Path(config.training.output_dir), config.training.resume, config.source)
+    builder = TextBuilder([FieldSpec(f.name, f.label, f.max_tokens) for f in fields], tokenizer=tokenizer)
+    target = config.level_mapping
+    specs = {s.name: s for s in config.data.datasets}
+    prep = Prepared(backbone_path, tokenizer, fields, resume_from=resume_from)
+
+    for ds in loaded:
+        spec = specs.get(ds.name)
+        if spec is None:
+            raise ValueError(f"{config.source}: dataset {ds.name!r} is not listed in [data] datasets {list(specs)}")
+        try:
+            train_j = ds.split(config.data.train_split).judgments
+        except ValueError as e:
+            raise ValueError(f"{config.source}: [data] train_split: {e}") from e
+        cap = config.data.train_cap(spec)
+        if cap is not None and len(train_j) > cap:
+            train_j = train_j.sample(n=cap, random_state=config.data.seed)
+        level_map = remap_levels(ds.levels, target)
+        eval_j = None
+        if spec.evaluate:
+            try:
+                eval_j = ds.split(config.data.eval_split).judgments
+            except ValueError as e:
+                raise ValueError(f"{config.source}: [data] eval_split for {ds.name!r}: {e}") from e
+            eval_j = _sample_queries(eval_j, config.data.eval_cap(spec), config.data.seed)
+        needed = set(train_j["doc_id"].astype(str)) | (set(eval_j["doc_id"].astype(str)) if eval_j is not None else set())
+        texts = _texts(ds, needed, builder, fields)
+
+        prep.train_queries += train_j["query"].astype(str).tolist()
+        prep.train_texts += [texts[str(d)] for d in train_j["doc_id"]]
+        prep.train_levels += [level_map[int(lv)] for lv in train_j["level"]]
+        if eval_j is not None:
+            prep.eval_sets.append(EvalSet.from_judgments(ds.name, eval_j, texts, ds.levels))
+        prep.stats[ds.name] = {
+            "train_pairs": len(train_j),
+            "train_queries": int(train_j["query_id"].nunique()),
+            "eval_queries": int(eval_j["query_id"].nunique()) if eval_j is not None else 0,
+            "eval_pairs": len(eval_j) if eval_j is not None else 0,
+            "levels": list(ds.levels.names),
+            "mapped_to": [target.names[i] for i in level_map],
+        }
+    if not prep.train_queries:
+        raise ValueError(f"{config.source}: no training pairs after sampling")
+    return prep
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+def _bf16(config: TeacherConfig) -> bool:
+    import torch
+
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if config.training.bf16 and not supported:
+        raise ValueError(f"{config.source}: [training] bf16 = true but there is no bf16-capable GPU here")
+    return supported if config.training.bf16 is None else bool(config.training.bf16)
+
+
+def training_arguments(config: TeacherConfig, evaluate: bool) -> Any:
+    from distilrel.teacher.trainer import TeacherTrainingArguments
+
+    t = config.training
+    return TeacherTrainingArguments(
+        output_dir=str(Path(t.output_dir) / CHECKPOINTS),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of the training steps
+        lr_scheduler_type="linear",
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=t.eval_steps,
+        # Checkpoints at the evaluation steps: load_best_model_at_end needs them aligned.
+        save_strategy="steps",
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=evaluate,
+        logging_steps=t.logging_steps,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=_bf16(config),
+        dataloader_num_workers=t.dataloader_num_workers,
+        disable_tqdm=True,  # progress is drawn by RichProgress
+        report_to="none",
+    )
+
+
+def train_teacher(
+    config: TeacherConfig,
+    *,
+    datasets: Sequence[Dataset] | None = None,
+    callbacks: Sequence[Any] = (),
+    console: Console | None = None,
+) -> Path:
+    """Train, keep the best checkpoint by validation NDCG@10, export it; returns the teacher folder.
+
+    ``datasets``: already loaded datasets instead of loading ``[data] datasets`` (their names must be
+    listed there, which still gives their caps). ``callbacks``: extra ``TrainerCallback`` objects.
+    """
+    from transformers import PrinterCallback, set_seed
+
+    from distilrel.io import write_json
+    from distilrel.teacher.losses import LevelCrossEntropyLoss
+    from distilrel.teacher.model import build_teacher, save_teacher
+    from distilrel.teacher.collator import TeacherCollator
+    from distilrel.teacher.trainer import PairDataset, RichProgressCallback, TeacherEvaluator, TeacherTrainer
+
+    console = console or Console(stderr=True)
+    out = Path(config.training.output_dir)
+    with console.status("checking config, loading data"):
+        prep = prepare(config, datasets)
+    _show_data(console, prep)
+
+    set_seed(config.training.seed)  # the head's random init depends on it
+    with console.status(f"loading backbone {config.model.backbone}"):
+        model, tokenizer = build_teacher(config.model, config.level_mapping, backbone_path=prep.backbone_path)
+    evaluator = (
+        TeacherEvaluator(prep.eval_sets, tokenizer, config.model.max_length, config.training.eval_batch_size)
+        if prep.eval_sets
+        else None
+    )
+    trainer = TeacherTrainer(
+        model,
+        training_arguments(config, evaluate=evaluator is not None),
+        loss=LevelCrossEntropyLoss(model, label_smoothing=config.training.label_smoothing),
+        evaluator=evaluator,
+        train_dataset=PairDataset(prep.train_queries, prep.train_texts, prep.train_levels),
+        data_collator=TeacherCollator(tokenizer, config.model.max_length, template=model.template),
+        processing_class=tokenizer,
+        callbacks=[RichProgressCallback(console), *callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)
+    if prep.resume_from:
+        console.print(f"resuming from {prep.resume_from}")
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=prep.resume_from)
+    seconds = time.perf_counter() - started
+
+    state = trainer.state
+    final = _best_eval(state.log_history, state.best_global_step)
+    model_dir = out / MODEL
+    text_fields = [f.builder_dict() for f in prep.fields]
+    training_info = {
+        "best_metric": state.best_metric,
+        "metric": "ndcg@10" if evaluator is not None else None,
+        "global_step": state.global_step,
+        "datasets": sorted(prep.stats),
+    }
+    with console.status(f"saving the teacher to {model_dir}"):
+        save_teacher(
+            trainer.model,
+            tokenizer,
+            model_dir,
+            text_fields=text_fields,
+            max_length=config.model.max_length,
+            extra={"training": training_info},
+        )
+    summary = {
+        "model": str(model_dir),
+        "backbone": config.model.backbone,
+        "resumed_from": prep.resume_from,
+        "global_step": state.global_step,
+        "epochs": state.epoch,
+        "train_pairs": len(prep.train_queries),
+        "train_seconds": round(seconds, 2),
+        # Pairs actually processed in this session (a resumed run counts only its own steps).
+        "train_pairs_per_s": result.metrics.get("train_samples_per_second"),
+        "best_metric": {"name": training_info["metric"], "value": state.best_metric,
+                        "checkpoint": state.best_model_checkpoint},
+        "final_eval": final,
+        "parameters": trainer.model.parameter_counts(),
+        "bf16": trainer.args.bf16,
+        "datasets": prep.stats,
+        "config": config.to_dict(),
+    }
+    write_json(out / SUMMARY, summary)
+    _show_summary(console, summary)
+    return model_dir
+
+
+def _best_eval(history: Sequence[dict[str, Any]], step: int | None) -> dict[str, float]:
+    """The evaluation logged at the best step (all sets and metrics), without evaluating again."""
+    evals = [h for h in history if any(k.startswith("eval_") for k in h)]
+    best = [h for h in evals if h.get("step") == step] or evals[-1:]
+    return {k: v for k, v in best[-1].items() if k.startswith("eval_")} if best else {}
+
+
+# --- console output ----------------------------------------------------------------------------------
+
+
+def _show_data(console: Console, prep: Prepared) -> None:
+    from rich.table import Table
+
+    t = Table(title="teacher training data")
+    for col in ("dataset", "train pairs", "eval queries", "levels -> target"):
+        t.add_column(col)
+    for name, s in prep.stats.items():
+        mapping = ", ".join(f"{a}->{b}" for a, b in zip(s["levels"], s["mapped_to"], strict=True))
+        t.add_row(name, str(s["train_pairs"]), str(s["eval_queries"]), mapping)
+    console.print(t)
+
+
+def _show_summary(console: Console, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    t = Table(title="teacher trained")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    best = summary["best_metric"]
+    rows = {
+        "steps": summary["global_step"],
+        "train pairs": summary["train_pairs"],
+        "time (s)": summary["train_seconds"],
+        "pairs/s": f"{summary['train_pairs_per_s'] or 0:.1f}",
+        f"best {best['name']}": f"{best['value']:.4f}" if best["value"] is not None else "-",
+        "model": summary["model"],
+    }
+    for k, v in rows.items():
+        t.add_row(k, str(v))
+    console.print(t)
