@@ -83,14 +83,13 @@ def build(
         log_pairs=not queries_only,
     )
     write_pool(pool, out)
+    sources = [str(x) for x in pool.pairs["source"].unique()]
     t = Table(title=f"pool → {out}")
-    for col in ("dataset", "queries", *pool.pairs["source"].unique()):
+    for col in ("dataset", "queries", *sources):
         t.add_column(col, justify="right")
     for name, g in pool.pairs.groupby("dataset", sort=False):
         counts = g["source"].value_counts()
-        t.add_row(
-            str(name), str(g["query_id"].nunique()), *[str(int(counts.get(s, 0))) for s in t.columns[2:]]
-        )
+        t.add_row(str(name), str(g["query_id"].nunique()), *[str(int(counts.get(s, 0))) for s in sources])
     console.print(t)
     console.print(f"{len(pool.pairs)} pairs; eval-query texts excluded: {pool.info['excluded_eval_queries']}")
 

@@ -15,10 +15,13 @@ app = typer.Typer(no_args_is_help=True, help="Train the distilled bi-encoder stu
 @app.command()
 def train(
     config: Annotated[Path, typer.Option(help="student TOML config, e.g. configs/student-minilm.toml")],
-    max_steps: Annotated[int | None, typer.Option(help="stop after this many optimiser steps (smoke runs)")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="stop after this many optimiser steps (smoke runs)")
+    ] = None,
     output_dir: Annotated[Path | None, typer.Option(help="override [training] output_dir")] = None,
     resume: Annotated[
-        bool | None, typer.Option("--resume/--no-resume", help="continue from the last checkpoint (default: config)")
+        bool | None,
+        typer.Option("--resume/--no-resume", help="continue from the last checkpoint (default: config)"),
     ] = None,
 ) -> None:
     """Train from human judgments (+ pseudo labels), keep the best checkpoint by validation NDCG@10, and save
@@ -32,5 +35,7 @@ def train(
     )
     result = train_student(cfg, log=console.print)
     if result.metrics:
-        console.print(summary_table(f"student validation (best checkpoint) — {result.model_dir}", result.metrics))
+        console.print(
+            summary_table(f"student validation (best checkpoint) — {result.model_dir}", result.metrics)
+        )
     console.print(f"model: {result.model_dir}")

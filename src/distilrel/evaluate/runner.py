@@ -61,6 +61,32 @@ class EvalResult:
         return out
 
 
+def break_ties(run: Run) -> Run:
+    """Make every query's scores strictly decreasing in our tie order (score desc, doc id asc).
+
+    Tied scores are common (BM25 on identical titles, a classifier's identical distributions) and every
+    tool breaks them its own way (ranx: an unstable sort on hashed ids; trec_eval: doc id descending).
+    Nudging each tie by a step far below the query's smallest score gap makes run.trec mean one ranking
+    to every tool, so metrics agree to the last digit.
+    """
+    out: Run = {}
+    for qid, docs in run.items():
+        ranked = sorted(docs.items(), key=lambda kv: (-kv[1], kv[0]))
+        scores = np.array([s for _, s in ranked], dtype=np.float64)
+        distinct = np.unique(scores)
+        if len(distinct) == len(scores):
+            out[qid] = dict(ranked)
+            continue
+        gap = float(np.min(np.diff(distinct))) if len(distinct) > 1 else 1.0
+        step = min(gap, 1.0) / (len(scores) + 1) * 1e-3
+        adjusted = scores.copy()
+        for i in range(1, len(scores)):
+            if scores[i] == scores[i - 1]:
+                adjusted[i] = adjusted[i - 1] - step
+        out[qid] = {d: float(s) for (d, _), s in zip(ranked, adjusted, strict=True)}
+    return out
+
+
 def _select_queries(judgments: pd.DataFrame, settings: EvalSettings) -> pd.DataFrame:
     qids = judgments["query_id"].drop_duplicates().sort_values()
     if settings.max_queries is not None and len(qids) > settings.max_queries:
@@ -145,6 +171,7 @@ def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: E
         run = _rerank(judged, texts, scorer)
         pairs = len(judged)
 
+    run = break_ties(run)
     grades = np.asarray(levels.grades)
     qrels: dict[str, dict[str, int]] = {}
     for qid, did, lvl in zip(judged["query_id"], judged["doc_id"], judged["level"], strict=True):

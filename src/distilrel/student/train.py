@@ -356,21 +356,26 @@ def make_evaluator(
         ) from e
 
 
-def prepare(
-    config: StudentConfig, datasets: Mapping[str, Dataset] | None = None, log: Log = print
-) -> Prepared:
-    """Every check that needs data or weights, and the training pairs; builds no model."""
+def prepare(config: StudentConfig, datasets: Sequence[Dataset] | None = None, log: Log = print) -> Prepared:
+    """Every check that needs data or weights, and the training pairs; builds no model.
+
+    ``datasets``: already loaded datasets instead of loading ``[data] datasets`` (matched by name; each
+    configured name must be there, which still gives their caps and options).
+    """
     from transformers import AutoTokenizer
 
     from distilrel.weights import model_prefixes
 
     levels = config.level_mapping
     backbone_dir = resolve_backbone(config)
+    resume_point(config)  # refuse a contradictory resume setting before any work
     tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir))
-    loaded = dict(datasets) if datasets is not None else load_datasets(config)
+    loaded = {ds.name: ds for ds in datasets} if datasets is not None else load_datasets(config)
     absent = [s.name for s in config.data.datasets if s.name not in loaded]
     if absent:
-        raise ConfigError(f"{config.source}: [data] dataset(s) {absent} were not loaded")
+        raise ConfigError(
+            f"{config.source}: [data] dataset(s) {absent} were not among the datasets given {sorted(loaded)}"
+        )
     loaded, builders = make_builders(config, loaded, tokenizer)
     human, index, per_dataset = human_examples(config, loaded, builders, levels)
     counts: dict[str, Any] = {"human": per_dataset}
@@ -462,11 +467,28 @@ def training_arguments(config: StudentConfig, checkpoint_dir: Path, evaluate: bo
     )
 
 
+def resume_point(config: StudentConfig) -> str | None:
+    """The checkpoint to resume from: ``resume`` None resumes when there is one, False refuses to
+    overwrite one, True requires one (the teacher's rules)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(config.training.output_dir) / CHECKPOINT_DIR
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if config.training.resume is False and last is not None:
+        raise ConfigError(
+            f"{config.source}: {folder} already holds checkpoints (last: {Path(last).name}); resume it "
+            "([training] resume = true or --resume) or choose another output_dir"
+        )
+    if config.training.resume is True and last is None:
+        raise ConfigError(f"{config.source}: resume requested but {folder} holds no checkpoint")
+    return last
+
+
 def train_student(
-    config: StudentConfig, datasets: Mapping[str, Dataset] | None = None, log: Log = print
+    config: StudentConfig, datasets: Sequence[Dataset] | None = None, log: Log = print
 ) -> TrainResult:
     """Prepare, train with :class:`StudentTrainer`, save the best student to ``output_dir/model``."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from transformers import set_seed
 
     from distilrel.student.collator import StudentCollator
     from distilrel.student.losses import build_loss
@@ -481,6 +503,7 @@ def train_student(
     )
     out = Path(config.training.output_dir)
     checkpoint_dir = out / CHECKPOINT_DIR
+    set_seed(config.training.seed)  # the head's random initialisation depends on it
     model = StudentModel.from_backbone(prepared.backbone_dir, prepared.levels, student_settings(prepared))
     loss = build_loss(model, config.loss)
     trainer = StudentTrainer(
@@ -493,11 +516,7 @@ def train_student(
         head_learning_rate=config.training.head_learning_rate,
         docs_per_query=config.training.docs_per_query,
     )
-    resume = (
-        get_last_checkpoint(str(checkpoint_dir))
-        if config.training.resume and checkpoint_dir.is_dir()
-        else None
-    )
+    resume = resume_point(config)
     if resume:
         log(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=resume)
