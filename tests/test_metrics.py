@@ -300,6 +300,8 @@ def test_score_run_errors() -> None:
         score_run(RUN, QRELS, ["mrr", "mrr"])
     with pytest.raises(ValueError, match="sequence of names"):
         score_run(RUN, QRELS, "mrr")
+    with pytest.raises(ValueError, match=">= 1"):
+        score_run(RUN, QRELS, ["mrr"], rel_threshold=0)
     with pytest.raises(ValueError, match="must map doc id"):
         score_run({"q1": ["a"]}, QRELS, ["mrr"])  # type: ignore[dict-item]
 

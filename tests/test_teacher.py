@@ -37,12 +37,29 @@ def toy_dataset(name: str = "toy", levels: LevelMapping = DEFAULT_5, n_queries: 
         split = "validation" if q % 4 == 3 else "train"
         for lv in range(levels.k):
             other_c, other_p = COLORS[(q + lv) % 6], PRODUCTS[(q // 2 + lv) % 6]
-            words = [color, product] if lv == 0 else [color, other_p] if lv < levels.k // 2 else [other_c, other_p]
+            words = (
+                [color, product]
+                if lv == 0
+                else [color, other_p]
+                if lv < levels.k // 2
+                else [other_c, other_p]
+            )
             title = " ".join([*words, FILLER[lv % 6]])
             did = f"{name}-{q}-{lv}"
-            docs.append({"doc_id": did, "language": "en", "title": title, "description": f"a {FILLER[q % 6]} item"})
-            judg.append({"query_id": f"q{q}", "query": f"{color} {product}", "doc_id": did, "level": lv,
-                         "label": levels.names[lv], "split": split, "language": "en"})
+            docs.append(
+                {"doc_id": did, "language": "en", "title": title, "description": f"a {FILLER[q % 6]} item"}
+            )
+            judg.append(
+                {
+                    "query_id": f"q{q}",
+                    "query": f"{color} {product}",
+                    "doc_id": did,
+                    "level": lv,
+                    "label": levels.names[lv],
+                    "split": split,
+                    "language": "en",
+                }
+            )
     return Dataset(name, pd.DataFrame(docs), pd.DataFrame(judg), levels, ("title", "description"))
 
 
@@ -53,24 +70,38 @@ def _tokenizer(kind: str) -> Any:
     words = [*COLORS, *PRODUCTS, *FILLER, "a", "item", "query", "document", ":", "title", "description"]
     if kind == "bert":
         specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-        backend = Tokenizer(models.WordPiece({t: i for i, t in enumerate([*specials, *words])}, unk_token="[UNK]"))
+        backend = Tokenizer(
+            models.WordPiece({t: i for i, t in enumerate([*specials, *words])}, unk_token="[UNK]")
+        )
         backend.normalizer = normalizers.BertNormalizer(lowercase=True)
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece()
         backend.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
         )
         return PreTrainedTokenizerFast(
-            tokenizer_object=backend, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+            tokenizer_object=backend,
+            unk_token="[UNK]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            pad_token="[PAD]",
             model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         )
     specials = ["<pad>", "<unk>", "<s>", "</s>"]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate([*specials, *words])}, unk_token="<unk>"))
+    backend = Tokenizer(
+        models.WordLevel({t: i for i, t in enumerate([*specials, *words])}, unk_token="<unk>")
+    )
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
         model_input_names=["input_ids", "attention_mask"],
     )
 
@@ -82,8 +113,14 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     tok = _tokenizer("bert")
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=64,
+    )
     BertModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -96,16 +133,33 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-llama")
     tok = _tokenizer("llama")
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      pad_token_id=tok.pad_token_id, bos_token_id=2, eos_token_id=3)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
     LlamaForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
 
 
-def write_config(tmp_path: Path, backbone: Path, *, model: str = "", training: str = "", text: str | None = None,
-                 levels: str = 'preset = "default5"', data: str = "") -> Path:
+def write_config(
+    tmp_path: Path,
+    backbone: Path,
+    *,
+    model: str = "",
+    training: str = "",
+    text: str | None = None,
+    levels: str = 'preset = "default5"',
+    data: str = "",
+) -> Path:
     if text is None:
         text = '[[text.fields]]\nname = "title"\nlabel = "title"\n[[text.fields]]\nname = "description"\n'
     body = f"""
@@ -125,11 +179,9 @@ def write_config(tmp_path: Path, backbone: Path, *, model: str = "", training: s
         output_dir = "{tmp_path / "run"}"
         batch_size = 8
         eval_batch_size = 16
-        learning_rate = 1e-3
+        learning_rate = 5e-3
         warmup_ratio = 0.0
-        eval_steps = 10
         logging_steps = 5
-        max_steps = 30
         {training}
     """
     path = tmp_path / "teacher.toml"
@@ -140,9 +192,14 @@ def write_config(tmp_path: Path, backbone: Path, *, model: str = "", training: s
 def mean_loss(model: torch.nn.Module, tokenizer: Any, ds: Dataset, max_length: int = 32) -> float:
     """Cross-entropy of ``model`` over every judged pair of ``ds`` (same text recipe as training)."""
     docs = ds.documents.set_index("doc_id")
-    examples = [{"query": q, "text": f"title: {docs.loc[d, 'title']}\ndescription: {docs.loc[d, 'description']}",
-                 "level": int(lv)} for q, d, lv in zip(ds.judgments["query"], ds.judgments["doc_id"],
-                                                       ds.judgments["level"], strict=True)]
+    examples = [
+        {
+            "query": q,
+            "text": f"title: {docs.loc[d, 'title']}\ndescription: {docs.loc[d, 'description']}",
+            "level": int(lv),
+        }
+        for q, d, lv in zip(ds.judgments["query"], ds.judgments["doc_id"], ds.judgments["level"], strict=True)
+    ]
     batch = TeacherCollator(tokenizer, max_length, template=model.template)(examples)
     labels = batch.pop("labels")
     model.eval()
@@ -163,7 +220,7 @@ def some_pairs(n: int = 20) -> tuple[list[str], list[str]]:
 def test_encoder_training_lowers_loss_and_exports_best(tmp_path: Path, bert_dir: Path) -> None:
     from transformers import set_seed
 
-    cfg = load_config(write_config(tmp_path, bert_dir))
+    cfg = load_config(write_config(tmp_path, bert_dir, training="max_steps = 40\neval_steps = 20"))
     ds = toy_dataset()
     set_seed(cfg.training.seed)
     fresh, tok = build_teacher(cfg.model, cfg.level_mapping)
@@ -175,7 +232,7 @@ def test_encoder_training_lowers_loss_and_exports_best(tmp_path: Path, bert_dir:
     after = mean_loss(teacher.model, teacher.tokenizer, ds)
     assert after < before - 0.3, (before, after)
     summary = json.loads((tmp_path / "run" / SUMMARY).read_text())
-    assert summary["global_step"] == 30
+    assert summary["global_step"] == 40
     assert summary["best_metric"]["name"] == "ndcg@10"
     assert 0.0 < summary["best_metric"]["value"] <= 1.0
     assert summary["final_eval"]["eval_ndcg@10"] == pytest.approx(summary["best_metric"]["value"])
@@ -189,7 +246,10 @@ def test_encoder_training_lowers_loss_and_exports_best(tmp_path: Path, bert_dir:
 def test_decoder_lora_training_lowers_loss(tmp_path: Path, llama_dir: Path) -> None:
     from transformers import set_seed
 
-    cfg = load_config(write_config(tmp_path, llama_dir, model="[model.lora]\nr = 4\nalpha = 8"))
+    lora = "[model.lora]\nr = 8\nalpha = 16"
+    cfg = load_config(
+        write_config(tmp_path, llama_dir, model=lora, training="max_steps = 40\neval_steps = 20")
+    )
     ds = toy_dataset()
     set_seed(cfg.training.seed)
     fresh, tok = build_teacher(cfg.model, cfg.level_mapping)
@@ -210,7 +270,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, bert_dir: P
 
     class Crash(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if state.global_step == 14:  # after checkpoint-10 was written
+            if state.global_step == 7:  # after checkpoint-5 was written
                 raise KeyboardInterrupt
 
     class FirstStep(TrainerCallback):
@@ -219,21 +279,21 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, bert_dir: P
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             FirstStep.seen = state.global_step
 
-    cfg = load_config(write_config(tmp_path, bert_dir, training="save_total_limit = 5"))
+    cfg = load_config(write_config(tmp_path, bert_dir, training="max_steps = 12\neval_steps = 5"))
     with pytest.raises(KeyboardInterrupt):
         train_teacher(cfg, datasets=[toy_dataset()], callbacks=[Crash()])
     ckpts = tmp_path / "run" / CHECKPOINTS
-    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-10"]
+    assert sorted(p.name for p in ckpts.iterdir()) == ["checkpoint-5"]
     assert not (tmp_path / "run" / MODEL).exists()
 
     # A fresh run refuses to overwrite the checkpoints; the default (auto) resumes them.
     with pytest.raises(ValueError, match="already holds checkpoints"):
         train_teacher(cfg.with_overrides(resume=False), datasets=[toy_dataset()])
     train_teacher(cfg, datasets=[toy_dataset()], callbacks=[FirstStep()])
-    assert FirstStep.seen == 10
+    assert FirstStep.seen == 5
     summary = json.loads((tmp_path / "run" / SUMMARY).read_text())
-    assert summary["resumed_from"].endswith("checkpoint-10")
-    assert summary["global_step"] == 30
+    assert summary["resumed_from"].endswith("checkpoint-5")
+    assert summary["global_step"] == 12
 
 
 # --- saving and loading --------------------------------------------------------------------------
@@ -250,7 +310,9 @@ def _saved(tmp_path: Path, backbone: Path, **model: Any) -> tuple[Any, Any, Path
 
 
 def _logits(model: Any, tok: Any, queries: list[str], texts: list[str]) -> torch.Tensor:
-    batch = TeacherCollator(tok, 32, template=model.template)([{"query": q, "text": t} for q, t in zip(queries, texts)])
+    batch = TeacherCollator(tok, 32, template=model.template)(
+        [{"query": q, "text": t} for q, t in zip(queries, texts, strict=True)]
+    )
     with torch.no_grad():
         return model(**batch)
 
@@ -259,7 +321,9 @@ def test_save_load_gives_identical_logits(tmp_path: Path, bert_dir: Path) -> Non
     model, tok, folder = _saved(tmp_path, bert_dir)
     queries, texts = some_pairs()
     loaded = load_teacher(folder)
-    assert torch.equal(_logits(model, tok, queries, texts), _logits(loaded.model, loaded.tokenizer, queries, texts))
+    assert torch.equal(
+        _logits(model, tok, queries, texts), _logits(loaded.model, loaded.tokenizer, queries, texts)
+    )
     assert loaded.max_length == 32 and loaded.text_fields == ({"name": "title"},)
 
 
@@ -271,7 +335,7 @@ def test_auto_model_for_sequence_classification_loads_encoder_teacher(tmp_path: 
     assert type(hf).__name__ == "BertForSequenceClassification"
     assert hf.config.id2label == dict(enumerate(DEFAULT_5.names))
     queries, texts = some_pairs()
-    batch = TeacherCollator(tok, 32)([{"query": q, "text": t} for q, t in zip(queries, texts)])
+    batch = TeacherCollator(tok, 32)([{"query": q, "text": t} for q, t in zip(queries, texts, strict=True)])
     with torch.no_grad():
         theirs = hf(**batch).logits
     torch.testing.assert_close(theirs, _logits(model, tok, queries, texts), rtol=0, atol=1e-6)
@@ -285,9 +349,13 @@ def test_decoder_teacher_exports_generic_sequence_classification(tmp_path: Path,
     ours = _logits(model, tok, queries, texts)
     loaded = load_teacher(folder)
     assert loaded.meta["layout"] == LAYOUT_HF and loaded.meta["hf_class"] == "LlamaForSequenceClassification"
-    torch.testing.assert_close(_logits(loaded.model, loaded.tokenizer, queries, texts), ours, rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        _logits(loaded.model, loaded.tokenizer, queries, texts), ours, rtol=0, atol=1e-5
+    )
     hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    batch = TeacherCollator(tok, 32, template=model.template)([{"query": q, "text": t} for q, t in zip(queries, texts)])
+    batch = TeacherCollator(tok, 32, template=model.template)(
+        [{"query": q, "text": t} for q, t in zip(queries, texts, strict=True)]
+    )
     with torch.no_grad():
         torch.testing.assert_close(hf(**batch).logits, ours, rtol=0, atol=1e-5)
 
@@ -299,7 +367,9 @@ def test_mean_pooling_saves_backbone_and_head(tmp_path: Path, bert_dir: Path) ->
     loaded = load_teacher(folder)
     assert loaded.meta["layout"] == LAYOUT_SPLIT
     queries, texts = some_pairs()
-    assert torch.equal(_logits(model, tok, queries, texts), _logits(loaded.model, loaded.tokenizer, queries, texts))
+    assert torch.equal(
+        _logits(model, tok, queries, texts), _logits(loaded.model, loaded.tokenizer, queries, texts)
+    )
 
 
 # --- prediction and scoring ----------------------------------------------------------------------
@@ -310,7 +380,9 @@ def test_length_bucketed_predict_matches_unbucketed(tmp_path: Path, bert_dir: Pa
     queries, texts = some_pairs(37)
     bucketed = predict_levels(model, tok, queries, texts, batch_size=4, max_length=32)
     plain = predict_levels(model, tok, queries, texts, batch_size=4, max_length=32, bucket=False)
-    one_by_one = np.concatenate([predict_levels(model, tok, [q], [t], 1, 32) for q, t in zip(queries, texts)])
+    one_by_one = np.concatenate(
+        [predict_levels(model, tok, [q], [t], 1, 32) for q, t in zip(queries, texts, strict=True)]
+    )
     assert bucketed.shape == (37, 5)
     np.testing.assert_allclose(bucketed.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(bucketed, plain, atol=1e-6)
@@ -350,10 +422,17 @@ def test_levels_of_several_datasets_map_by_relative_grade() -> None:
 
 
 def test_two_datasets_with_different_scales_train_together(tmp_path: Path, bert_dir: Path) -> None:
-    cfg = load_config(write_config(tmp_path, bert_dir, training="max_steps = 4\neval_steps = 4"))
     cfg = TeacherConfig.from_dict(
-        {"data": {"datasets": ["toy", "cf"]}, "model": {"backbone": str(bert_dir), "max_length": 32},
-         "training": {"output_dir": str(tmp_path / "run2"), "max_steps": 4, "eval_steps": 4, "batch_size": 8}},
+        {
+            "data": {"datasets": ["toy", "cf"]},
+            "model": {"backbone": str(bert_dir), "max_length": 32},
+            "training": {
+                "output_dir": str(tmp_path / "run2"),
+                "max_steps": 4,
+                "eval_steps": 4,
+                "batch_size": 8,
+            },
+        },
         source="test",
     )
     cf = toy_dataset("cf", CROWDFLOWER)
@@ -376,7 +455,9 @@ def test_two_datasets_with_different_scales_train_together(tmp_path: Path, bert_
         ({"model": 'template = "{text} {query}"'}, r"end with \{text\}"),
     ],
 )
-def test_bad_config_is_rejected_when_read(tmp_path: Path, bert_dir: Path, change: dict[str, str], message: str) -> None:
+def test_bad_config_is_rejected_when_read(
+    tmp_path: Path, bert_dir: Path, change: dict[str, str], message: str
+) -> None:
     with pytest.raises(ValueError, match=message):
         load_config(write_config(tmp_path, bert_dir, **change))
 
@@ -387,10 +468,12 @@ def test_bad_config_fails_before_training(tmp_path: Path, bert_dir: Path) -> Non
     with pytest.raises(ValueError, match=r"\[model\] backbone .*no-such-model.* cannot be resolved"):
         train_teacher(missing, datasets=ds)
     typo = load_config(write_config(tmp_path, bert_dir, text='[[text.fields]]\nname = "titel"\n'))
-    with pytest.raises(ValueError, match=r"\[text\] field 'titel' is missing from the documents of dataset\(s\) \['toy'\]"):
+    with pytest.raises(
+        ValueError, match=r"\[text\] field 'titel' is missing from the documents of dataset\(s\) \['toy'\]"
+    ):
         train_teacher(typo, datasets=ds)
     no_split = load_config(write_config(tmp_path, bert_dir, data='eval_split = "test"'))
-    with pytest.raises(ValueError, match="eval_split for 'toy'.*no judgments in split 'test'"):
+    with pytest.raises(ValueError, match=r"eval_split for 'toy'.*no judgments in split 'test'"):
         train_teacher(no_split, datasets=ds)
     assert not (tmp_path / "run").exists()  # nothing was trained or written
 
@@ -404,7 +487,11 @@ def test_loss_checks_its_model_and_labels(tmp_path: Path, bert_dir: Path) -> Non
     with pytest.raises(ValueError, match=r"level labels must be in 0\.\.4"):
         LevelCrossEntropyLoss(model)(batch, labels)
     soft = torch.tensor([[0.7, 0.3, 0.0, 0.0, 0.0]])
-    assert float(LevelCrossEntropyLoss(model)(batch, soft)) > 0
+    with torch.no_grad():
+        logits = model(**batch)
+        loss = LevelCrossEntropyLoss(model)(batch, soft)
+    expected = -(soft * logits.log_softmax(dim=-1)).sum()
+    torch.testing.assert_close(loss, expected)
 
 
 # --- real weights and data -----------------------------------------------------------------------
@@ -428,7 +515,12 @@ def test_minilm_teacher_smoke_on_crowdflower(tmp_path: Path) -> None:
             "data": {"datasets": [{"name": "crowdflower", "max_train_pairs": 64, "max_eval_queries": 4}]},
             "model": {"backbone": cfg.model.backbone, "max_length": 64},
             "text": {"fields": [f for f in raw["fields"]]},
-            "training": {"output_dir": str(tmp_path / "run"), "max_steps": 3, "eval_steps": 3, "batch_size": 8},
+            "training": {
+                "output_dir": str(tmp_path / "run"),
+                "max_steps": 3,
+                "eval_steps": 3,
+                "batch_size": 8,
+            },
         },
         source="smoke",
     )

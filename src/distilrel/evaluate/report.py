@@ -29,17 +29,18 @@ def format_trec_qrels(qrels: Mapping[str, Mapping[str, int]]) -> str:
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str = ".4f", index: bool = True) -> str:
-    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
-    cols = ([df.index.name or ""] if index else []) + [str(c) for c in df.columns]
-    rows = []
-    for idx, row in df.iterrows():
-        cells = [str(idx)] if index else []
-        for v in row:
-            if isinstance(v, float):
-                cells.append("" if pd.isna(v) else format(v, floatfmt))
-            else:
-                cells.append(str(v))
-        rows.append(cells)
+    """A GitHub-flavoured Markdown table (no tabulate dependency); integer columns stay integers."""
+
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else format(v, floatfmt)
+        return str(v)
+
+    cols = ([str(df.index.name or "")] if index else []) + [str(c) for c in df.columns]
+    columns = [df[c].tolist() for c in df.columns]  # per column, so int columns are not upcast row-wise
+    rows = [
+        ([str(idx)] if index else []) + [cell(col[i]) for col in columns] for i, idx in enumerate(df.index)
+    ]
     head = "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
     return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
 
@@ -90,7 +91,8 @@ def write_outputs(result: EvalResult, out: Path, info: Mapping[str, object]) -> 
             **info,
         },
     )
-    overall = pd.DataFrame([{**result.summary, "queries": len(result.per_query)}], index=pd.Index(["all"]))
+    overall = pd.DataFrame([result.summary], index=pd.Index(["all"]))
+    overall["queries"] = len(result.per_query)
     md = [
         f"# {result.scorer} on {result.dataset} ({result.split})\n",
         f"{len(result.per_query)} queries, {result.pairs_scored} pairs scored in {result.seconds:.1f} s. "

@@ -57,7 +57,11 @@ class EvalResult:
         out: dict[str, pd.DataFrame] = {}
         for seg in self.segments:
             if self.per_query[seg].nunique() > 1:
-                out[seg] = breakdown(self.per_query[list(self.metrics)], self.per_query[[seg]], by=[seg])
+                table = breakdown(self.per_query[list(self.metrics)], self.per_query[[seg]], by=[seg])
+                # breakdown's index is (segment, value) with an ("all", "all") row; one segment per table here.
+                table.index = pd.Index([value for _, value in table.index], name=seg)
+                table["queries"] = table["queries"].astype(int)
+                out[seg] = table
         return out
 
 

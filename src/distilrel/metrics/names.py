@@ -8,7 +8,8 @@ ranked list):
 ``ndcg_exp@k``         NDCG with gain 2**grade - 1
 ``ndcg_lin@k``         NDCG with gain = grade, whatever gain map the caller passes
 ``esci_ndcg``          official ESCI Task 1 (KDD Cup 2022) measure: NDCG over each query's whole
-                       judged list, gains E=1, S=0.1, C=0.01, I=0 (grades E=3, S=2, C=1, I=0)
+                       judged list, gains E=1, S=0.1, C=0.01, I=0 (grades E=3, S=2, C=1, I=0);
+                       the run should rank exactly the judged documents of each query
 ``esci_repo_ndcg``     the ESCI repository's own scorer (``ranking/prepare_trec_eval_files.py`` +
                        trec_eval), which swaps S and C: E=1, C=0.1, S=0.01, I=0
 ``p@k``, ``precision@k``  precision at k (divides by k, like trec_eval ``P@k``)

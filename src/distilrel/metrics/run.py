@@ -84,7 +84,7 @@ def _flatten(
     with_doc_rank: bool,
 ) -> _Flat:
     judged_docs = [qrels[q] for q in qids]
-    ranked_docs = [run.get(q) or {} for q in qids]
+    ranked_docs = [run.get(q, {}) for q in qids]
     for name, docs in (("qrels", judged_docs), ("run", ranked_docs)):
         for q, d in zip(qids, docs, strict=True):
             if not isinstance(d, Mapping):
@@ -121,16 +121,11 @@ def _flatten(
     )
 
 
-def _pad(values: np.ndarray, off: np.ndarray, rows: np.ndarray, width: int, fill: float | int) -> np.ndarray:
-    """Scatter the flat segments of ``rows`` into a (len(rows), width) matrix, left-aligned."""
-    lens = off[rows + 1] - off[rows]  # (r,)
-    out = np.full((len(rows), width), fill, dtype=values.dtype)
-    total = int(lens.sum())
-    if total == 0:
-        return out
-    row = np.repeat(np.arange(len(rows)), lens)  # (total,)
-    col = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)  # position within each row
-    out[row, col] = values[np.repeat(off[rows], lens) + col]
+def _pad(values: np.ndarray, off: np.ndarray, rows: slice, mask: np.ndarray, fill: float | int) -> np.ndarray:
+    """The flat segments of the queries in ``rows`` as a left-aligned (r, w) matrix; ``mask`` (r, w)
+    marks each row's first len cells. Boolean assignment fills row-major, i.e. segment after segment."""
+    out = np.full(mask.shape, fill, dtype=values.dtype)
+    out[mask] = values[off[rows.start] : off[rows.stop]]
     return out
 
 
@@ -191,17 +186,17 @@ def _numba_partition(a: list[float], r: list[int], low: int, high: int) -> int:
     return i
 
 
-def _ranked_grades(flat: _Flat, rows: np.ndarray, ties: Ties) -> tuple[np.ndarray, np.ndarray]:
+def _ranked_grades(flat: _Flat, rows: slice, ties: Ties) -> tuple[np.ndarray, np.ndarray]:
     """Grades in rank order, (r, w) int64 padded with 0, and the (r, w) mask of real cells."""
     lens = flat.run_len[rows]
-    width = int(lens.max()) if len(rows) else 0
+    width = int(lens.max()) if len(lens) else 0
     valid = np.arange(width) < lens[:, None]  # (r, w)
-    key = -_pad(flat.scores, flat.run_off, rows, width, 0.0)  # (r, w) ascending key = descending score
+    key = -_pad(flat.scores, flat.run_off, rows, valid, 0.0)  # (r, w) ascending key = descending score
     key[~valid] = np.inf  # padding last; a real -inf score ties with it but precedes it in every sort below
-    grades = _pad(flat.grades, flat.run_off, rows, width, 0)  # (r, w) run order
+    grades = _pad(flat.grades, flat.run_off, rows, valid, 0)  # (r, w) run order
     if ties == "trec_eval":
         assert flat.doc_rank is not None
-        neg_doc = -_pad(flat.doc_rank, flat.run_off, rows, width, -1)  # padding: +1, after every real doc
+        neg_doc = -_pad(flat.doc_rank, flat.run_off, rows, valid, -1)  # padding: +1, after every real doc
         order = np.lexsort((neg_doc, key), axis=1)  # score desc, then doc id desc
         return np.take_along_axis(grades, order, axis=1), valid
     order = np.argsort(key, axis=1, kind="stable")  # (r, w)
@@ -218,19 +213,17 @@ def _ranked_grades(flat: _Flat, rows: np.ndarray, ties: Ties) -> tuple[np.ndarra
     return ranked, valid
 
 
-def _chunks(flat: _Flat) -> list[np.ndarray]:
-    """Query index groups whose padded matrices stay under the cell budget."""
-    n_q = len(flat.run_len)
-    width = np.maximum(flat.run_len, flat.judged_len)  # (q,)
-    if n_q == 0 or n_q * 2 * int(width.max()) <= _CELL_BUDGET:
-        return [np.arange(n_q)]
-    # Queries of similar length share a chunk, so little of each matrix is padding.
-    order = np.argsort(width, kind="stable")
-    chunks, start = [], 0
-    for i in range(1, n_q + 1):
-        if i == n_q or (i + 1 - start) * 2 * int(width[order[i]]) > _CELL_BUDGET:
-            chunks.append(order[start:i])
-            start = i
+def _chunks(flat: _Flat) -> list[slice]:
+    """Consecutive query ranges whose padded matrices stay under the cell budget."""
+    width = np.maximum(flat.run_len, flat.judged_len).tolist()  # (q,) cells per row, run and judged
+    chunks, start, widest = [], 0, 0
+    for i, w in enumerate(width):
+        widest = max(widest, w)
+        # Two padded matrices (ranked, judged) of at most `widest` columns each.
+        if i > start and (i + 1 - start) * 2 * widest > _CELL_BUDGET:
+            chunks.append(slice(start, i))
+            start, widest = i, w
+    chunks.append(slice(start, len(width)))
     return chunks
 
 
@@ -272,8 +265,13 @@ def score_run(
     if len(set(names)) != len(names):
         raise ValueError(f"metric names repeat: {names}")
     specs = [parse_metric(m) for m in names]
-    if isinstance(rel_threshold, bool) or not isinstance(rel_threshold, int | np.integer):
-        raise ValueError(f"rel_threshold must be an integer grade, got {rel_threshold!r}")
+    # Grade 0 is "not relevant" and also what unjudged documents count as, so the threshold must be above it.
+    if (
+        isinstance(rel_threshold, bool)
+        or not isinstance(rel_threshold, int | np.integer)
+        or rel_threshold < 1
+    ):
+        raise ValueError(f"rel_threshold must be an integer grade >= 1, got {rel_threshold!r}")
     if ties not in ("ranx", "trec_eval"):
         raise ValueError(f"ties must be 'ranx' or 'trec_eval', got {ties!r}")
     if not qrels:
@@ -291,9 +289,9 @@ def score_run(
     out = np.zeros((len(qids), len(specs)), dtype=np.float64)  # (q, metrics)
     for rows in _chunks(flat):
         ranked, valid = _ranked_grades(flat, rows, ties)  # (r, w), (r, w)
-        jwidth = int(flat.judged_len[rows].max()) if len(rows) else 0
-        judged = _pad(flat.judged, flat.judged_off, rows, jwidth, 0)  # (r, m)
-        jvalid = np.arange(jwidth) < flat.judged_len[rows][:, None]  # (r, m)
+        jlens = flat.judged_len[rows]
+        jvalid = np.arange(int(jlens.max()) if len(jlens) else 0) < jlens[:, None]  # (r, m)
+        judged = _pad(flat.judged, flat.judged_off, rows, jvalid, 0)  # (r, m)
         relevant = (ranked >= rel_threshold) & valid  # (r, w)
         n_relevant = ((judged >= rel_threshold) & jvalid).sum(axis=1)  # (r,)
         gain_cache: dict[int | str, tuple[np.ndarray, np.ndarray]] = {}

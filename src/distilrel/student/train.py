@@ -178,16 +178,31 @@ def human_examples(
     return examples, index, counts
 
 
-def read_pseudo_labels(path: str | Path, k: int, level_names: Sequence[str] = ()) -> pd.DataFrame:
+def read_pseudo_labels(
+    path: str | Path,
+    k: int,
+    level_names: Sequence[str] = (),
+    fields: Sequence[Mapping[str, Any]] | None = None,
+    tokenizer: object | None = None,
+) -> pd.DataFrame:
     """The pseudo-label table with ``probs`` checked (K finite non-negative values summing to 1) and
-    renormalised. Raises DataError naming the file and the 1-based row."""
+    renormalised. Raises DataError naming the file and the 1-based row.
+
+    ``path`` is a Parquet file, or the labels folder ``distilrel label`` writes (sharded, read with
+    :func:`distilrel.label.shards.read_labels`). When that folder sits in its pool folder, document texts
+    are built from the pool's documents with ``fields`` (None: each catalog's own), so pairs from catalogs
+    the student does not train on (search logs) keep their text.
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        df = _read_label_folder(path, fields, tokenizer)
+    elif path.is_file():
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+            raise DataError(f"{path}: cannot read as Parquet: {e}") from e
+    else:
         raise DataError(f"pseudo-label table {path} does not exist; produce it with `distilrel label`")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
-        raise DataError(f"{path}: cannot read as Parquet: {e}") from e
     missing = [c for c in PSEUDO_REQUIRED if c not in df.columns]
     if missing or not ({"doc_id", "text"} & set(df.columns)):
         need = [*missing, *([] if {"doc_id", "text"} & set(df.columns) else ["doc_id or text"])]
@@ -219,6 +234,31 @@ def read_pseudo_labels(path: str | Path, k: int, level_names: Sequence[str] = ()
         if len(empty):
             raise DataError(f"{path}: row {int(empty[0]) + 1}: empty {col!r} ({len(empty)} row(s))")
     return df.reset_index(drop=True)
+
+
+def _read_label_folder(
+    folder: Path, fields: Sequence[Mapping[str, Any]] | None, tokenizer: object | None
+) -> pd.DataFrame:
+    from distilrel.label.pool import DOCUMENTS_FILE, INFO_FILE, pool_texts, read_pool
+    from distilrel.label.shards import read_labels
+
+    try:
+        df = read_labels(folder)
+    except (FileNotFoundError, ValueError) as e:
+        raise DataError(f"pseudo labels {folder}: {e}") from e
+    pool_dir = folder.parent
+    if (
+        "text" in df.columns
+        or not (pool_dir / INFO_FILE).is_file()
+        or not (pool_dir / DOCUMENTS_FILE).is_file()
+    ):
+        return df
+    pool = read_pool(pool_dir)
+    keys = ["dataset", "query", "doc_id"]
+    if len(pool.pairs) != len(df) or not pool.pairs[keys].reset_index(drop=True).equals(df[keys]):
+        raise DataError(f"pseudo labels {folder}: its rows are not those of the pool in {pool_dir}")
+    recipe = [dict(f) for f in fields] if fields else None
+    return df.assign(text=pool_texts(pool, recipe, tokenizer))
 
 
 def pseudo_examples(
@@ -381,7 +421,8 @@ def prepare(config: StudentConfig, datasets: Sequence[Dataset] | None = None, lo
     counts: dict[str, Any] = {"human": per_dataset}
     pseudo: list[PairExample] = []
     if config.data.pseudo_labels and config.data.pseudo_ratio > 0:
-        table = read_pseudo_labels(config.data.pseudo_labels, levels.k, levels.names)
+        recipe = [f.builder_dict() for f in config.fields] or None
+        table = read_pseudo_labels(config.data.pseudo_labels, levels.k, levels.names, recipe, tokenizer)
         pseudo, counts["pseudo"] = pseudo_examples(config, table, loaded, builders, human, index, log)
     examples = human + pseudo
     if not examples:

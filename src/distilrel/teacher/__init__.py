@@ -1,1 +1,47 @@
-"""teacher"""
+"""The teacher: a K-level relevance cross-encoder over any Hugging Face backbone.
+
+    config.py    TOML config (frozen dataclasses), checks, the multi-dataset level policy
+    model.py     TeacherModel (backbone + pooling + MLP head), build / save / load
+    collator.py  TeacherCollator: the one place pairs are tokenized
+    losses.py    LevelCrossEntropyLoss
+    trainer.py   TeacherTrainer (transformers Trainer), TeacherEvaluator (NDCG@10)
+    predict.py   length-bucketed predict_levels
+    scorer.py    TeacherScorer for ``distilrel evaluate``
+    train.py     train_teacher(config) -> teacher folder
+
+Names are imported lazily so that ``import distilrel.teacher.config`` (CLI start-up) loads no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TeacherConfig": "config",
+    "load_config": "config",
+    "remap_levels": "config",
+    "TeacherModel": "model",
+    "build_teacher": "model",
+    "save_teacher": "model",
+    "load_teacher": "model",
+    "LoadedTeacher": "model",
+    "TeacherCollator": "collator",
+    "LevelCrossEntropyLoss": "losses",
+    "TeacherTrainer": "trainer",
+    "TeacherTrainingArguments": "trainer",
+    "TeacherEvaluator": "trainer",
+    "predict_levels": "predict",
+    "TeacherScorer": "scorer",
+    "load_teacher_scorer": "scorer",
+    "train_teacher": "train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'distilrel.teacher' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"distilrel.teacher.{module}"), name)

@@ -28,6 +28,7 @@ from distilrel.data.levels import LevelMapping, preset
 
 POOLINGS = ("auto", "cls", "mean", "last")
 ACTIVATIONS = ("tanh", "gelu", "relu", "identity")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEFAULT_DECODER_TEMPLATE = "Query: {query}\nDocument: {text}"
 
 
@@ -55,9 +56,16 @@ def _opt_int(value: Any, name: str, section: str, source: str, minimum: int = 1)
 
 
 def _positive(value: float, name: str, section: str, source: str, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{source}: [{section}] {name} must be a {'non-negative' if allow_zero else 'positive'} "
-                         f"number, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or (value == 0 and not allow_zero)
+    ):
+        raise ValueError(
+            f"{source}: [{section}] {name} must be a {'non-negative' if allow_zero else 'positive'} "
+            f"number, got {value!r}"
+        )
 
 
 # --- [data] ---------------------------------------------------------------------------------------
@@ -186,7 +194,9 @@ class FieldConfig:
 
 def _fields_from_toml(raw: Mapping[str, Any], source: str) -> tuple[FieldConfig, ...]:
     if set(raw) - {"fields"}:
-        raise ValueError(f"{source}: unknown key(s) {sorted(set(raw) - {'fields'})} in [text]; known keys: ['fields']")
+        raise ValueError(
+            f"{source}: unknown key(s) {sorted(set(raw) - {'fields'})} in [text]; known keys: ['fields']"
+        )
     out = []
     for entry in raw.get("fields", []):
         if isinstance(entry, str):
@@ -199,7 +209,9 @@ def _fields_from_toml(raw: Mapping[str, Any], source: str) -> tuple[FieldConfig,
             FieldConfig(
                 name=str(entry["name"]),
                 label=entry.get("label"),
-                max_tokens=_opt_int(entry.get("max_tokens"), "max_tokens", f"text.fields {entry['name']!r}", source),
+                max_tokens=_opt_int(
+                    entry.get("max_tokens"), "max_tokens", f"text.fields {entry['name']!r}", source
+                ),
                 required=bool(entry.get("required", True)),
             )
         )
@@ -230,7 +242,7 @@ class LoraSettings:
         if enabled == "auto":
             enabled = None
         if enabled is not None and not isinstance(enabled, bool):
-            raise ValueError(f"{source}: [model.lora] enabled must be true, false or \"auto\", got {enabled!r}")
+            raise ValueError(f'{source}: [model.lora] enabled must be true, false or "auto", got {enabled!r}')
         s = cls(
             enabled=enabled,
             r=int(raw.get("r", 16)),
@@ -268,14 +280,24 @@ class ModelConfig:
     num_levels: int | None = None  # optional check: must equal the level mapping's K
     max_length: int = 256
     head: HeadSpec = HeadSpec()
-    template: str | None = None  # decoders: one sequence from this template (default DEFAULT_DECODER_TEMPLATE)
+    template: str | None = (
+        None  # decoders: one sequence from this template (default DEFAULT_DECODER_TEMPLATE)
+    )
     gradient_checkpointing: bool = False
     lora: LoraSettings = LoraSettings()
 
     @classmethod
     def from_toml(cls, raw: Mapping[str, Any], source: str) -> ModelConfig:
         head_keys = {"head_hidden", "head_activation", "head_bias", "dropout"}
-        known = {"backbone", "pooling", "num_levels", "max_length", "template", "gradient_checkpointing", "lora"}
+        known = {
+            "backbone",
+            "pooling",
+            "num_levels",
+            "max_length",
+            "template",
+            "gradient_checkpointing",
+            "lora",
+        }
         unknown = sorted(set(raw) - known - head_keys)
         if unknown:
             raise ValueError(
@@ -304,13 +326,18 @@ class ModelConfig:
 
     def check(self, source: str = "config") -> None:
         if self.pooling not in POOLINGS:
-            raise ValueError(f"{source}: [model] pooling must be one of {list(POOLINGS)}, got {self.pooling!r}")
+            raise ValueError(
+                f"{source}: [model] pooling must be one of {list(POOLINGS)}, got {self.pooling!r}"
+            )
         if self.head.activation not in ACTIVATIONS:
             raise ValueError(
-                f"{source}: [model] head_activation must be one of {list(ACTIVATIONS)}, got {self.head.activation!r}"
+                f"{source}: [model] head_activation must be one of {list(ACTIVATIONS)}, "
+                f"got {self.head.activation!r}"
             )
         if self.head.hidden is not None and (isinstance(self.head.hidden, bool) or self.head.hidden < 0):
-            raise ValueError(f"{source}: [model] head_hidden must be >= 0 (0 = one linear layer), got {self.head.hidden}")
+            raise ValueError(
+                f"{source}: [model] head_hidden must be >= 0 (0 = one linear layer), got {self.head.hidden}"
+            )
         if not 0.0 <= self.head.dropout < 1.0:
             raise ValueError(f"{source}: [model] dropout must be in [0, 1), got {self.head.dropout}")
         if self.max_length < 8:
@@ -320,10 +347,11 @@ class ModelConfig:
 
 
 def check_template(template: str, source: str = "config") -> None:
-    """A decoder template holds {query} and ends with {text}, so truncation only ever shortens the document."""
+    """A template holds {query} and ends with {text}, so truncation only ever shortens the document."""
     if "{query}" not in template or not template.endswith("{text}"):
         raise ValueError(
-            f"{source}: [model] template must contain {{query}} and end with {{text}} (truncation cuts the end), "
+            f"{source}: [model] template must contain {{query}} and end with {{text}} "
+            "(truncation cuts the end), "
             f"got {template!r}"
         )
 
@@ -342,6 +370,7 @@ class TrainingConfig:
     learning_rate: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"  # linear | cosine | constant | constant_with_warmup
     label_smoothing: float = 0.0
     eval_steps: int = 200  # also the checkpoint interval (load_best_model_at_end needs them aligned)
     save_total_limit: int = 2
@@ -355,11 +384,22 @@ class TrainingConfig:
     def from_toml(cls, raw: Mapping[str, Any], source: str) -> TrainingConfig:
         _check_keys(raw, cls, "training", source)
         t = cls(**{k: v for k, v in raw.items() if v != "auto"})
-        for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "learning_rate",
-                     "eval_steps", "logging_steps"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "gradient_accumulation_steps",
+            "learning_rate",
+            "eval_steps",
+            "logging_steps",
+        ):
             _positive(getattr(t, name), name, "training", source)
         for name in ("weight_decay", "warmup_ratio", "label_smoothing"):
             _positive(getattr(t, name), name, "training", source, allow_zero=True)
+        if t.lr_scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"{source}: [training] lr_scheduler must be one of {list(SCHEDULERS)}, got {t.lr_scheduler!r}"
+            )
         if t.warmup_ratio >= 1 or t.label_smoothing >= 1:
             raise ValueError(f"{source}: [training] warmup_ratio and label_smoothing must be < 1")
         return t
@@ -383,9 +423,12 @@ class TeacherConfig:
         except ValueError as e:
             raise ValueError(f"{self.source}: [levels] {e}") from e
         if self.model.num_levels is not None and self.model.num_levels != k:
-            desc = f"preset {self.levels.preset!r}" if self.levels.preset else f"names {list(self.levels.names)}"
+            desc = (
+                f"preset {self.levels.preset!r}" if self.levels.preset else f"names {list(self.levels.names)}"
+            )
             raise ValueError(
-                f"{self.source}: K mismatch: [model] num_levels = {self.model.num_levels} but the level mapping "
+                f"{self.source}: K mismatch: [model] num_levels = {self.model.num_levels} "
+                "but the level mapping "
                 f"([levels] {desc}) has {k} levels; the head predicts one probability per level"
             )
 
@@ -412,7 +455,7 @@ class TeacherConfig:
         )
 
     def with_overrides(self, **training: Any) -> TeacherConfig:
-        """A copy with ``[training]`` values replaced (CLI flags such as --max-steps); None values are ignored."""
+        """A copy with ``[training]`` values replaced (CLI flags such as --max-steps); None is ignored."""
         changes = {k: v for k, v in training.items() if v is not None}
         bad = [k for k in changes if k not in {f.name for f in dataclasses.fields(TrainingConfig)}]
         if bad:

@@ -25,10 +25,13 @@ class LevelCrossEntropyLoss(nn.Module):
         super().__init__()
         if not isinstance(model, TeacherModel):
             raise ValueError(
-                f"LevelCrossEntropyLoss needs a TeacherModel (backbone + K-level head), got {type(model).__name__}"
+                "LevelCrossEntropyLoss needs a TeacherModel (backbone + K-level head), "
+                f"got {type(model).__name__}"
             )
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"LevelCrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ValueError(
+                f"LevelCrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing}"
+            )
         self.model = model
         self.label_smoothing = label_smoothing
 
@@ -39,10 +42,13 @@ class LevelCrossEntropyLoss(nn.Module):
             # F.cross_entropy's own out-of-range error is opaque (and a device assert on CUDA).
             if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= k):
                 raise ValueError(
-                    f"LevelCrossEntropyLoss: level labels must be in 0..{k - 1}, got {labels.unique().tolist()}"
+                    f"LevelCrossEntropyLoss: level labels must be in 0..{k - 1}, "
+                    f"got {labels.unique().tolist()}"
                 )
         elif labels.shape != logits.shape:
-            raise ValueError(f"LevelCrossEntropyLoss: soft labels must be (batch, {k}), got {tuple(labels.shape)}")
+            raise ValueError(
+                f"LevelCrossEntropyLoss: soft labels must be (batch, {k}), got {tuple(labels.shape)}"
+            )
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
 
     def get_config_dict(self) -> dict[str, Any]:

@@ -38,7 +38,13 @@ import torch
 from torch import nn
 
 from distilrel.data.levels import LevelMapping
-from distilrel.teacher.config import DEFAULT_DECODER_TEMPLATE, HeadSpec, LoraSettings, ModelConfig, check_template
+from distilrel.teacher.config import (
+    DEFAULT_DECODER_TEMPLATE,
+    HeadSpec,
+    LoraSettings,
+    ModelConfig,
+    check_template,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +103,11 @@ def default_lora_targets(config: Any) -> list[str] | str:
     if config.model_type == "distilbert":
         return _DISTILBERT_LORA
     if backbone_family(config) == "encoder":
-        return _ENCODER_LORA if config.model_type in _NO_POOLER_KWARG or config.model_type == "electra" else "all-linear"
+        return (
+            _ENCODER_LORA
+            if config.model_type in _NO_POOLER_KWARG or config.model_type == "electra"
+            else "all-linear"
+        )
     return _DECODER_LORA if config.model_type in _generic_decoder_types() else "all-linear"
 
 
@@ -105,7 +115,9 @@ def _generic_decoder_types() -> frozenset[str]:
     """Model types whose SequenceClassification class is transformers' generic last-token + ``score`` head."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
-    return frozenset(t for t in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES if _generic_cls(t) is not None)
+    return frozenset(
+        t for t in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES if _generic_cls(t) is not None
+    )
 
 
 def _generic_cls(model_type: str) -> type | None:
@@ -183,7 +195,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
 
 
 class TeacherModel(nn.Module):
-    """backbone (AutoModel, maybe LoRA-wrapped) -> pooling -> LevelHead. ``forward`` returns logits (batch, K)."""
+    """backbone (AutoModel, maybe with LoRA) -> pooling -> LevelHead; ``forward`` gives (batch, K) logits."""
 
     def __init__(
         self,
@@ -199,7 +211,9 @@ class TeacherModel(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in ("cls", "mean", "last"):
-            raise ValueError(f"TeacherModel: pooling must be cls, mean or last (resolve 'auto' first), got {pooling!r}")
+            raise ValueError(
+                f"TeacherModel: pooling must be cls, mean or last (resolve 'auto' first), got {pooling!r}"
+            )
         if template is not None:
             check_template(template, "TeacherModel")
         self.backbone = backbone
@@ -251,7 +265,7 @@ class TeacherModel(nn.Module):
         return logits.float().softmax(dim=-1) @ self.gains.float()
 
     def merged_backbone(self) -> nn.Module:
-        """The backbone with LoRA merged in (a copy; this model keeps its adapter), else the backbone itself."""
+        """The backbone with LoRA merged in (a copy: this model keeps its adapter), else the backbone."""
         if not self.is_peft:
             return self.backbone
         return copy.deepcopy(self.backbone).merge_and_unload()
@@ -270,7 +284,7 @@ def load_tokenizer(path: str | Path, family: str | None = None) -> Any:
 
     tok = AutoTokenizer.from_pretrained(str(path))
     if tok.pad_token_id is None:
-        # LLM tokenizers often have no pad token; EOS is the usual stand-in (pooling uses the mask, not the id).
+        # LLM tokenizers often lack a pad token; EOS stands in (pooling reads the mask, not the id).
         if tok.eos_token is None:
             raise ValueError(f"tokenizer at {path} has neither a pad nor an eos token; cannot batch")
         tok.pad_token = tok.eos_token
@@ -346,7 +360,9 @@ def _apply_lora(backbone: nn.Module, lora: LoraSettings) -> nn.Module:
     try:
         return get_peft_model(backbone, cfg)
     except ValueError as e:  # peft names the modules it could not find
-        raise ValueError(f"[model.lora] target_modules {targets} do not fit {type(backbone).__name__}: {e}") from e
+        raise ValueError(
+            f"[model.lora] target_modules {targets} do not fit {type(backbone).__name__}: {e}"
+        ) from e
 
 
 # --- saving and loading ---------------------------------------------------------------------------
@@ -365,7 +381,11 @@ class HFLayout:
         """teacher head state-dict key -> HF key."""
         keys = {"out.weight": f"{self.out}.weight"}
         if self.dense is not None:
-            keys |= {"dense.weight": f"{self.dense}.weight", "dense.bias": f"{self.dense}.bias", "out.bias": f"{self.out}.bias"}
+            keys |= {
+                "dense.weight": f"{self.dense}.weight",
+                "dense.bias": f"{self.dense}.bias",
+                "out.bias": f"{self.out}.bias",
+            }
         return keys
 
 
@@ -509,7 +529,10 @@ def _save_split(model: TeacherModel, folder: Path) -> None:
     from safetensors.torch import save_file
 
     model.merged_backbone().save_pretrained(str(folder / "backbone"))
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}, str(folder / HEAD_FILE))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()},
+        str(folder / HEAD_FILE),
+    )
 
 
 @dataclass
@@ -536,7 +559,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if meta.get("kind") != "teacher":
         raise ValueError(f"{f}: kind is {meta.get('kind')!r}, not 'teacher'")
     if meta.get("format", 0) > FORMAT_VERSION:
-        raise ValueError(f"{f}: format {meta['format']} is newer than this distilrel reads ({FORMAT_VERSION})")
+        raise ValueError(
+            f"{f}: format {meta['format']} is newer than this distilrel reads ({FORMAT_VERSION})"
+        )
     return meta
 
 
@@ -549,7 +574,11 @@ def load_teacher(
 
     path = Path(path)
     meta = read_meta(path)
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     levels = LevelMapping.from_dict(meta["levels"])

@@ -17,7 +17,9 @@ class TeacherScorer(Scorer):
     """Wraps a loaded teacher. ``text_fields`` is the document text recipe it was trained with: build
     document texts with :meth:`text_builder` so they match training."""
 
-    def __init__(self, teacher: LoadedTeacher, batch_size: int = 64, progress: bool = False, name: str = "teacher"):
+    def __init__(
+        self, teacher: LoadedTeacher, batch_size: int = 64, progress: bool = False, name: str = "teacher"
+    ):
         self.teacher = teacher
         self.batch_size = batch_size
         self.progress = progress

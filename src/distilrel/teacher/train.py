@@ -22,7 +22,6 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
-from distilrel.data.levels import LevelMapping
 from distilrel.data.schema import Dataset
 from distilrel.teacher.config import FieldConfig, TeacherConfig, remap_levels
 
@@ -55,7 +54,9 @@ def resolve_backbone(config: TeacherConfig) -> Path:
     try:
         return resolve_model(config.model.backbone)
     except (FileNotFoundError, ImportError, ValueError) as e:
-        raise ValueError(f"{config.source}: [model] backbone {config.model.backbone!r} cannot be resolved: {e}") from e
+        raise ValueError(
+            f"{config.source}: [model] backbone {config.model.backbone!r} cannot be resolved: {e}"
+        ) from e
 
 
 def load_datasets(config: TeacherConfig) -> list[Dataset]:
@@ -85,7 +86,8 @@ def resolve_fields(config: TeacherConfig, datasets: Sequence[Dataset]) -> tuple[
         if f.required and lacking:
             ds = next(d for d in datasets if d.name == lacking[0])
             raise ValueError(
-                f"{config.source}: [text] field {f.name!r} is missing from the documents of dataset(s) {lacking} "
+                f"{config.source}: [text] field {f.name!r} is missing from the documents of "
+                f"dataset(s) {lacking} "
                 f"(their fields: {list(ds.fields)}); fix the name or mark it required = false"
             )
         if not have:
@@ -146,7 +148,9 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
     for ds in loaded:
         spec = specs.get(ds.name)
         if spec is None:
-            raise ValueError(f"{config.source}: dataset {ds.name!r} is not listed in [data] datasets {list(specs)}")
+            raise ValueError(
+                f"{config.source}: dataset {ds.name!r} is not listed in [data] datasets {list(specs)}"
+            )
         try:
             train_j = ds.split(config.data.train_split).judgments
         except ValueError as e:
@@ -162,7 +166,9 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
             except ValueError as e:
                 raise ValueError(f"{config.source}: [data] eval_split for {ds.name!r}: {e}") from e
             eval_j = _sample_queries(eval_j, config.data.eval_cap(spec), config.data.seed)
-        needed = set(train_j["doc_id"].astype(str)) | (set(eval_j["doc_id"].astype(str)) if eval_j is not None else set())
+        needed = set(train_j["doc_id"].astype(str)) | (
+            set(eval_j["doc_id"].astype(str)) if eval_j is not None else set()
+        )
         texts = _texts(ds, needed, builder, fields)
 
         prep.train_queries += train_j["query"].astype(str).tolist()
@@ -184,6 +190,12 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
 
 
 # --- training --------------------------------------------------------------------------------------
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _bf16(config: TeacherConfig) -> bool:
@@ -209,7 +221,7 @@ def training_arguments(config: TeacherConfig, evaluate: bool) -> Any:
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of the training steps
-        lr_scheduler_type="linear",
+        lr_scheduler_type=t.lr_scheduler,
         eval_strategy="steps" if evaluate else "no",
         eval_steps=t.eval_steps,
         # Checkpoints at the evaluation steps: load_best_model_at_end needs them aligned.
@@ -222,6 +234,7 @@ def training_arguments(config: TeacherConfig, evaluate: bool) -> Any:
         data_seed=t.seed,
         bf16=_bf16(config),
         dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_pin_memory=_has_cuda(),
         disable_tqdm=True,  # progress is drawn by RichProgress
         report_to="none",
     )
@@ -242,9 +255,9 @@ def train_teacher(
     from transformers import PrinterCallback, set_seed
 
     from distilrel.io import write_json
+    from distilrel.teacher.collator import TeacherCollator
     from distilrel.teacher.losses import LevelCrossEntropyLoss
     from distilrel.teacher.model import build_teacher, save_teacher
-    from distilrel.teacher.collator import TeacherCollator
     from distilrel.teacher.trainer import PairDataset, RichProgressCallback, TeacherEvaluator, TeacherTrainer
 
     console = console or Console(stderr=True)
@@ -307,8 +320,11 @@ def train_teacher(
         "train_seconds": round(seconds, 2),
         # Pairs actually processed in this session (a resumed run counts only its own steps).
         "train_pairs_per_s": result.metrics.get("train_samples_per_second"),
-        "best_metric": {"name": training_info["metric"], "value": state.best_metric,
-                        "checkpoint": state.best_model_checkpoint},
+        "best_metric": {
+            "name": training_info["metric"],
+            "value": state.best_metric,
+            "checkpoint": state.best_model_checkpoint,
+        },
         "final_eval": final,
         "parameters": trainer.model.parameter_counts(),
         "bf16": trainer.args.bf16,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 import torch
-from torch import nn
 from rich.console import Console
+from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from distilrel.data.levels import LevelMapping
@@ -34,7 +34,9 @@ class TeacherTrainingArguments(TrainingArguments):
     """TrainingArguments with cross-encoder defaults."""
 
     # The collator tokenizes the raw columns; Trainer must not drop them for not being forward() args.
-    remove_unused_columns: bool = field(default=False, metadata={"help": "keep query/text/level for the collator"})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "keep query/text/level for the collator"}
+    )
     label_names: list[str] | None = field(default_factory=lambda: ["labels"])
     metric_for_best_model: str | None = field(default=PRIMARY_METRIC)
     greater_is_better: bool | None = field(default=True)
@@ -124,7 +126,9 @@ class TeacherEvaluator:
 
         out: dict[str, float] = {}
         for s in self.sets:
-            probs = predict_levels(model, self.tokenizer, s.queries, s.texts, self.batch_size, self.max_length)
+            probs = predict_levels(
+                model, self.tokenizer, s.queries, s.texts, self.batch_size, self.max_length
+            )
             scores = expected_gain(probs, model.levels.gains)  # (n,)
             run: dict[str, dict[str, float]] = {}
             for qid, did, sc in zip(s.query_ids, s.doc_ids, scores, strict=True):
@@ -215,7 +219,9 @@ class RichProgressCallback(TrainerCallback):
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any
+    ) -> None:
         if self.progress is None or not logs:
             return
         if "loss" in logs:

@@ -1,0 +1,119 @@
+"""`distilrel teacher train` and `distilrel teacher predict`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from distilrel.cli.common import console
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+app = typer.Typer(no_args_is_help=True, help="Train a K-level cross-encoder teacher and predict with it.")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="teacher TOML config, e.g. configs/teacher-minilm.toml")],
+    max_steps: Annotated[
+        int | None, typer.Option(help="stop after this many optimiser steps (smoke runs)")
+    ] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="override [training] output_dir")] = None,
+    resume: Annotated[
+        bool | None,
+        typer.Option(
+            "--resume/--no-resume", help="continue from the last checkpoint (default: config, else auto)"
+        ),
+    ] = None,
+) -> None:
+    """Train on the configured judgments, keep the best checkpoint by validation NDCG@10 and save
+    OUTPUT_DIR/model (loadable by `distilrel evaluate --scorer OUTPUT_DIR/model`)."""
+    from distilrel.teacher.config import load_config
+    from distilrel.teacher.train import train_teacher
+
+    cfg = load_config(config).with_overrides(
+        max_steps=max_steps, output_dir=str(output_dir) if output_dir else None, resume=resume
+    )
+    model_dir = train_teacher(cfg, console=console)
+    console.print(f"model: {model_dir}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="teacher folder (OUTPUT_DIR/model of `teacher train`)")],
+    pairs: Annotated[
+        Path,
+        typer.Option(
+            help="pairs table (.parquet/.csv/.jsonl): a query column plus the teacher's text fields, or text"
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="output table (.parquet or .csv): input id columns + score + p_<level>")
+    ],
+    batch_size: Annotated[int, typer.Option(help="pairs per forward pass")] = 64,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available)")] = None,
+) -> None:
+    """Score (query, document) pairs: level probabilities and the expected-gain score per pair."""
+    from distilrel.io import write_parquet, write_text
+    from distilrel.teacher.model import load_teacher
+    from distilrel.teacher.predict import expected_gain, predict_levels
+    from distilrel.text.builder import TextBuilder
+
+    table = _read_pairs(pairs)
+    teacher = load_teacher(model, device=device)
+    fields = [f["name"] for f in teacher.text_fields]
+    # The teacher's own text recipe wins: a ready-made `text` column is used only when fields are absent.
+    if all(f in table.columns for f in fields):
+        texts = TextBuilder.from_config(list(teacher.text_fields), tokenizer=teacher.tokenizer).build_many(
+            table
+        )
+    elif "text" in table.columns:
+        texts = table["text"].fillna("").astype(str).tolist()
+    else:
+        raise typer.BadParameter(f"{pairs} needs the columns {fields} (the teacher's text fields) or 'text'")
+    if "query" not in table.columns:
+        raise typer.BadParameter(f"{pairs} has no 'query' column; columns: {list(table.columns)}")
+
+    start = time.perf_counter()
+    probs = predict_levels(
+        teacher.model,
+        teacher.tokenizer,
+        table["query"].astype(str).tolist(),
+        texts,
+        batch_size,
+        teacher.max_length,
+        progress=True,
+    )
+    seconds = time.perf_counter() - start
+    keep = [c for c in ("query_id", "doc_id", "query") if c in table.columns]
+    result = table[keep].reset_index(drop=True)
+    result["score"] = expected_gain(probs, teacher.levels.gains)
+    for i, name in enumerate(teacher.levels.names):
+        result[f"p_{name}"] = probs[:, i]
+    if out.suffix == ".csv":
+        write_text(out, result.to_csv(index=False))
+    elif out.suffix == ".parquet":
+        write_parquet(out, result)
+    else:
+        raise typer.BadParameter(f"--out must end in .parquet or .csv, got {out.name}")
+    console.print(
+        f"{len(result)} pairs in {seconds:.1f} s ({len(result) / max(seconds, 1e-9):.1f} pairs/s) -> {out}"
+    )
+
+
+def _read_pairs(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    if not path.is_file():
+        raise typer.BadParameter(f"pairs file {path} does not exist")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix in (".csv", ".tsv"):
+        return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    raise typer.BadParameter(f"pairs file must be .parquet, .csv, .tsv or .jsonl, got {path.name}")
