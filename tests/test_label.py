@@ -189,6 +189,8 @@ def test_damaged_shards_and_temp_files_are_recomputed(tmp_path: Path, score_fn: 
 
     summary = _label(pairs, texts, out, score_fn)
     assert (summary.shards_done, summary.pairs_labelled) == (2, 16)
+    assert [d.split(":")[0] for d in summary.damaged] == ["shard-00001.parquet", "shard-00002.parquet"]
+    assert "unreadable" in summary.damaged[0] and "does not match the pool" in summary.damaged[1]
     assert not stray.exists()
     assert {k: v for k, v in _snapshot(out).items() if k in untouched} == untouched
     for i in range(summary.shards):

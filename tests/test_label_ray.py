@@ -19,12 +19,12 @@ import pytest
 
 pytest.importorskip("ray.data")
 
-from distilrel.label.job import LabelSettings, TeacherLabeller, run_label_job  # noqa: E402
-from distilrel.label.ray_backend import run_label_job_ray  # noqa: E402
-from distilrel.label.shards import MANIFEST, shard_path  # noqa: E402
+from distilrel.label.job import LabelSettings, TeacherLabeller, run_label_job
+from distilrel.label.ray_backend import run_label_job_ray
+from distilrel.label.shards import MANIFEST, shard_path
 
 # The tiny teacher and the small pool are shared with the in-process tests.
-from test_label import GAINS, K, build_tiny_teacher, small_pool  # noqa: E402
+from test_label import GAINS, K, build_tiny_teacher, small_pool
 
 pytestmark = pytest.mark.slow  # a Ray head and actors that import torch: ~30 s in all
 
@@ -37,8 +37,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
-    """``ray start --head --block`` on 127.0.0.1 in its own process group; stopped by signalling that group
-    (not ``ray stop``, which would stop every Ray cluster of this user on the machine)."""
+    """``ray start --head --block`` in its own process group; stopped by signalling that group (not
+    ``ray stop``, which would stop every Ray cluster of this user on the machine).
+
+    The driver connects to 127.0.0.1:PORT. Ray itself rewrites ``--node-ip-address=127.0.0.1`` to the
+    machine's routable address (``services.resolve_ip_for_localhost``), so its processes register that one.
+    """
     port = _free_port()
     # A short temp dir: Ray puts Unix sockets under it, and socket paths are limited to ~107 bytes.
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
@@ -47,15 +51,18 @@ def ray_head() -> Iterator[str]:
         str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", "--block",
     ]  # fmt: skip
-    # No drain on SIGTERM: nothing is serving, and draining would hold the teardown for up to 30 s.
-    env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+    # RAY_AUTH_MODE=disabled pins Ray's default: `ray start` would switch to token auth if the user has a
+    # ~/.ray/auth_token, while this driver (its Ray config read at import) stays without a token. No
+    # drain on SIGTERM: nothing is serving, and draining would hold the teardown for up to 30 s.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     log = open(Path(temp) / "head.log", "wb")  # noqa: SIM115 — closed in the teardown below
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + 60
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"ray start exited with {proc.returncode}: {(Path(temp) / 'head.log').read_text()[-2000:]}")
+                tail = (Path(temp) / "head.log").read_text()[-2000:]
+                pytest.fail(f"ray start exited with {proc.returncode}: {tail}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
@@ -87,7 +94,11 @@ def test_ray_labels_equal_in_process_and_resume(ray_head: str, tmp_path: Path) -
     summary = run_label_job_ray(pairs, texts, remote, labeller.load, address=ray_head, num_actors=2, **common)  # type: ignore[arg-type]
 
     n_shards = -(-len(pairs) // 8)
-    assert (summary.shards_done, summary.pairs_labelled, summary.backend) == (n_shards, len(pairs), "ray (2 actors)")
+    assert (summary.shards_done, summary.pairs_labelled, summary.backend) == (
+        n_shards,
+        len(pairs),
+        "ray (2 actors)",
+    )
     assert (remote / MANIFEST).read_text() == (local / MANIFEST).read_text()
     for i in range(n_shards):
         got, want = pq.read_table(shard_path(remote, i)), pq.read_table(shard_path(local, i))

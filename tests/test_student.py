@@ -265,6 +265,17 @@ def test_embedding_level_api_broadcasts_one_query(bert_dir: Path) -> None:
         model.predict_levels(np.repeat(q, 2, axis=0), d)
 
 
+def test_a_fresh_head_ranks_by_cosine(bert_dir: Path) -> None:
+    """The cosine prior: before any training the expected-gain ranking is the towers' zero-shot ranking."""
+    model = tiny_student(bert_dir, levels=CROWDFLOWER)
+    q = model.encode_queries(["red shoe soft"])
+    d = model.encode_docs(["red shoe soft", "red shoe", "blue lamp", "grey hose steel", "red", "a soft item"])
+    cos = model.cosine(np.repeat(q, len(d), axis=0), d)
+    assert np.array_equal(np.argsort(-model.score(q, d)), np.argsort(-cos))
+    plain = tiny_student(bert_dir, levels=CROWDFLOWER, cosine_prior=False)
+    assert plain.head.cos_scale.item() == 0.0 and not plain.head.cos_scale.requires_grad
+
+
 # --- losses -----------------------------------------------------------------------------------------------
 
 
@@ -563,3 +574,38 @@ def test_reads_the_labels_folder_of_distilrel_label(bert_dir: Path, tmp_path: Pa
     for q, d, t in zip(pool.pairs["query"], pool.pairs["doc_id"], texts, strict=True):
         example = by_pair[(q, t)]  # the text the student reads is the one the teacher read
         assert example.teacher_probs is not None and d
+
+
+@pytest.mark.parametrize("name", ["student-minilm", "student-e5"])
+def test_shipped_configs_parse(name: str) -> None:
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.toml")
+    assert cfg.level_mapping.k == 5 and cfg.data.pseudo_labels and cfg.loss.kl > 0
+    assert cfg.training.output_dir == f"runs/{name}"
+
+
+def test_cli_trains_from_table_files(bert_dir: Path, tmp_path: Path) -> None:
+    """`distilrel student train --config` end to end, on judgment files read by the `table` loader."""
+    import typer
+    from typer.testing import CliRunner
+
+    from distilrel.cli.student import app as student_app
+
+    ds = toy_dataset()
+    judgments = ds.judgments.assign(label=[str(4 - lv) for lv in ds.judgments["level"]]).drop(
+        columns=["level"]
+    )
+    judgments.to_parquet(tmp_path / "judgments.parquet", index=False)
+    ds.documents.to_parquet(tmp_path / "documents.parquet", index=False)
+    options = '{ judgments = "judgments.parquet", documents = "documents.parquet", levels = "default5" }'
+    data = f'datasets = [{{ name = "table", path = "{tmp_path}", options = {options} }}]'  # TOML: one line
+    path = write_config(tmp_path, bert_dir, loss="kl = 0\nce = 1")
+    path.write_text(path.read_text().replace('datasets = ["toy"]', data))
+
+    root = typer.Typer()
+    root.add_typer(student_app, name="student")  # as the lead registers it under `distilrel`
+    root.command()(lambda: None)  # a second command keeps `student` a sub-command group
+    res = CliRunner().invoke(root, ["student", "train", "--config", str(path), "--max-steps", "4"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    info = json.loads((tmp_path / "run" / INFO_FILE).read_text())
+    assert info["global_step"] == 4 and info["counts"]["human"]["table"] == 30 and info["best_checkpoint"]
+    assert load_student(tmp_path / "run" / MODEL_DIR, device="cpu").levels == DEFAULT_5

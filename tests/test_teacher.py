@@ -19,7 +19,8 @@ from distilrel.teacher.config import TeacherConfig, load_config, remap_levels
 from distilrel.teacher.losses import LevelCrossEntropyLoss
 from distilrel.teacher.model import LAYOUT_HF, LAYOUT_SPLIT, build_teacher, load_teacher, save_teacher
 from distilrel.teacher.predict import predict_levels, predict_logits
-from distilrel.teacher.train import CHECKPOINTS, MODEL, SUMMARY, train_teacher
+from distilrel.teacher.train import CHECKPOINTS, MODEL, SUMMARY, prepare, train_teacher
+from distilrel.teacher.trainer import TeacherEvaluator
 
 COLORS = ["red", "blue", "green", "black", "white", "grey"]
 PRODUCTS = ["shoe", "lamp", "desk", "chair", "knife", "hose"]
@@ -150,42 +151,56 @@ def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+CONFIG_TEMPLATE = textwrap.dedent(
+    """
+    [data]
+    {data}
+
+    [levels]
+    {levels}
+
+    [model]
+    backbone = "{backbone}"
+    max_length = 32
+    {model}
+
+    [training]
+    output_dir = "{output_dir}"
+    batch_size = 8
+    eval_batch_size = 16
+    learning_rate = 5e-3
+    warmup_ratio = 0.0
+    logging_steps = 5
+    {training}
+
+    {text}
+    """
+)
+DEFAULT_TEXT = '[[text.fields]]\nname = "title"\nlabel = "title"\n[[text.fields]]\nname = "description"\n'
+
+
 def write_config(
     tmp_path: Path,
     backbone: Path,
     *,
     model: str = "",
     training: str = "",
-    text: str | None = None,
+    text: str = DEFAULT_TEXT,
     levels: str = 'preset = "default5"',
-    data: str = "",
+    data: str = 'datasets = ["toy"]',
 ) -> Path:
-    if text is None:
-        text = '[[text.fields]]\nname = "title"\nlabel = "title"\n[[text.fields]]\nname = "description"\n'
-    body = f"""
-        [data]
-        datasets = ["toy"]
-        {data}
-
-        [levels]
-        {levels}
-
-        [model]
-        backbone = "{backbone}"
-        max_length = 32
-        {model}
-
-        [training]
-        output_dir = "{tmp_path / "run"}"
-        batch_size = 8
-        eval_batch_size = 16
-        learning_rate = 5e-3
-        warmup_ratio = 0.0
-        logging_steps = 5
-        {training}
-    """
+    """A teacher TOML in tmp_path; each keyword is TOML text placed in its section."""
+    body = CONFIG_TEMPLATE.format(
+        data=data,
+        levels=levels,
+        backbone=backbone,
+        model=model,
+        output_dir=tmp_path / "run",
+        training=training,
+        text=text,
+    )
     path = tmp_path / "teacher.toml"
-    path.write_text(textwrap.dedent(body) + "\n" + text, encoding="utf-8")
+    path.write_text(body, encoding="utf-8")
     return path
 
 
@@ -217,10 +232,12 @@ def some_pairs(n: int = 20) -> tuple[list[str], list[str]]:
 # --- training ------------------------------------------------------------------------------------
 
 
-def test_encoder_training_lowers_loss_and_exports_best(tmp_path: Path, bert_dir: Path) -> None:
+def test_encoder_training_lowers_loss(tmp_path: Path, bert_dir: Path) -> None:
     from transformers import set_seed
 
-    cfg = load_config(write_config(tmp_path, bert_dir, training="max_steps = 40\neval_steps = 20"))
+    # No evaluation: the model after the last step is the one exported.
+    data = 'datasets = [{ name = "toy", evaluate = false }]'
+    cfg = load_config(write_config(tmp_path, bert_dir, training="max_steps = 40", data=data))
     ds = toy_dataset()
     set_seed(cfg.training.seed)
     fresh, tok = build_teacher(cfg.model, cfg.level_mapping)
@@ -232,10 +249,7 @@ def test_encoder_training_lowers_loss_and_exports_best(tmp_path: Path, bert_dir:
     after = mean_loss(teacher.model, teacher.tokenizer, ds)
     assert after < before - 0.3, (before, after)
     summary = json.loads((tmp_path / "run" / SUMMARY).read_text())
-    assert summary["global_step"] == 40
-    assert summary["best_metric"]["name"] == "ndcg@10"
-    assert 0.0 < summary["best_metric"]["value"] <= 1.0
-    assert summary["final_eval"]["eval_ndcg@10"] == pytest.approx(summary["best_metric"]["value"])
+    assert summary["global_step"] == 40 and summary["best_metric"]["value"] is None
     meta = teacher.meta
     assert meta["kind"] == "teacher" and meta["layout"] == LAYOUT_HF and meta["pooling"] == "cls"
     assert meta["text"]["fields"][0] == {"name": "title", "label": "title", "max_tokens": None}
@@ -294,6 +308,13 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path: Path, bert_dir: P
     summary = json.loads((tmp_path / "run" / SUMMARY).read_text())
     assert summary["resumed_from"].endswith("checkpoint-5")
     assert summary["global_step"] == 12
+
+    # The exported teacher is the best checkpoint: evaluating it again gives the best NDCG@10.
+    teacher = load_teacher(tmp_path / "run" / MODEL)
+    sets = prepare(cfg, [toy_dataset()]).eval_sets
+    again = TeacherEvaluator(sets, teacher.tokenizer, max_length=32)(teacher.model)
+    assert again["ndcg@10"] == pytest.approx(summary["best_metric"]["value"], abs=1e-6)
+    assert summary["final_eval"]["eval_ndcg@10"] == pytest.approx(summary["best_metric"]["value"])
 
 
 # --- saving and loading --------------------------------------------------------------------------
@@ -472,7 +493,7 @@ def test_bad_config_fails_before_training(tmp_path: Path, bert_dir: Path) -> Non
         ValueError, match=r"\[text\] field 'titel' is missing from the documents of dataset\(s\) \['toy'\]"
     ):
         train_teacher(typo, datasets=ds)
-    no_split = load_config(write_config(tmp_path, bert_dir, data='eval_split = "test"'))
+    no_split = load_config(write_config(tmp_path, bert_dir, data='datasets = ["toy"]\neval_split = "test"'))
     with pytest.raises(ValueError, match=r"eval_split for 'toy'.*no judgments in split 'test'"):
         train_teacher(no_split, datasets=ds)
     assert not (tmp_path / "run").exists()  # nothing was trained or written
@@ -492,6 +513,42 @@ def test_loss_checks_its_model_and_labels(tmp_path: Path, bert_dir: Path) -> Non
         loss = LevelCrossEntropyLoss(model)(batch, soft)
     expected = -(soft * logits.log_softmax(dim=-1)).sum()
     torch.testing.assert_close(loss, expected)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def test_cli_trains_on_table_files_and_predicts(tmp_path: Path, bert_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from distilrel.cli.teacher import app
+
+    ds = toy_dataset()
+    ds.judgments.to_parquet(tmp_path / "judgments.parquet", index=False)
+    ds.documents.to_parquet(tmp_path / "documents.parquet", index=False)
+    table = (
+        '[[data.datasets]]\nname = "table"\n'
+        f'options = {{ judgments = "{tmp_path / "judgments.parquet"}", '
+        f'documents = "{tmp_path / "documents.parquet"}", fields = ["title", "description"] }}'
+    )
+    config = write_config(tmp_path, bert_dir, training="max_steps = 2\neval_steps = 2")
+    config.write_text(config.read_text().replace('[data]\ndatasets = ["toy"]', table))
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--config", str(config), "--output-dir", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cli" / SUMMARY).read_text())["global_step"] == 2
+
+    pairs = ds.judgments.head(7).merge(ds.documents, on="doc_id")[["query_id", "doc_id", "query", "title"]]
+    pairs.to_csv(tmp_path / "pairs.csv", index=False)  # no description column: read as empty text
+    out = tmp_path / "scores.parquet"
+    args = ["predict", "--model", str(tmp_path / "cli" / MODEL), "--pairs", str(tmp_path / "pairs.csv")]
+    result = runner.invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_parquet(out)
+    probs = scores[[f"p_{n}" for n in DEFAULT_5.names]].to_numpy()
+    assert list(scores["doc_id"]) == list(pairs["doc_id"].astype(str))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores["score"], probs @ np.asarray(DEFAULT_5.gains), rtol=1e-5)
 
 
 # --- real weights and data -----------------------------------------------------------------------

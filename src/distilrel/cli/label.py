@@ -150,6 +150,8 @@ def label(
         with console.status("loading the teacher"):
             score_fn = labeller.load()
         summary = run_label_job(tables.pairs, texts, target, score_fn, console=console, **common)
+    for note in summary.damaged:
+        console.print(f"[yellow]recomputed a damaged shard[/] {note}")
     t = Table(title=f"labels → {target} ({summary.backend})")
     for col in ("pairs", "shards", "labelled now", "skipped (done before)", "seconds", "pairs/s"):
         t.add_column(col, justify="right")

@@ -7,6 +7,7 @@ import typer
 from distilrel.cli import data as data_cmd
 from distilrel.cli.baselines import baselines
 from distilrel.cli.evaluate import compare, evaluate
+from distilrel.cli.label import label, logs_app
 
 app = typer.Typer(
     name="distilrel",
@@ -18,6 +19,8 @@ app.add_typer(data_cmd.app, name="data")
 app.command()(evaluate)
 app.command()(compare)
 app.command()(baselines)
+app.add_typer(logs_app, name="logs", help="Build the unlabelled (query, document) pool from search logs.")
+app.command()(label)
 
 try:  # the teacher CLI lands with its stage
     from distilrel.cli.teacher import app as teacher_app

@@ -63,20 +63,27 @@ def predict(
     from distilrel.teacher.predict import expected_gain, predict_levels
     from distilrel.text.builder import TextBuilder
 
+    if out.suffix not in (".parquet", ".csv"):
+        raise typer.BadParameter(f"--out must end in .parquet or .csv, got {out.name}")
     table = _read_pairs(pairs)
+    if "query" not in table.columns:
+        raise typer.BadParameter(f"{pairs} has no 'query' column; columns: {list(table.columns)}")
     teacher = load_teacher(model, device=device)
     fields = [f["name"] for f in teacher.text_fields]
-    # The teacher's own text recipe wins: a ready-made `text` column is used only when fields are absent.
-    if all(f in table.columns for f in fields):
-        texts = TextBuilder.from_config(list(teacher.text_fields), tokenizer=teacher.tokenizer).build_many(
-            table
-        )
+    missing = [f for f in fields if f not in table.columns]
+    # The teacher's own text recipe wins; a ready-made `text` column is used only when no field is there.
+    if len(missing) < len(fields):
+        if missing:  # as in training, a field a source lacks reads as empty text
+            console.print(f"[yellow]{pairs} lacks the field(s) {missing}: read as empty text[/]")
+        table = table.assign(**dict.fromkeys(missing, ""))
+        builder = TextBuilder.from_config(list(teacher.text_fields), tokenizer=teacher.tokenizer)
+        texts = builder.build_many(table)
     elif "text" in table.columns:
         texts = table["text"].fillna("").astype(str).tolist()
     else:
-        raise typer.BadParameter(f"{pairs} needs the columns {fields} (the teacher's text fields) or 'text'")
-    if "query" not in table.columns:
-        raise typer.BadParameter(f"{pairs} has no 'query' column; columns: {list(table.columns)}")
+        raise typer.BadParameter(
+            f"{pairs} needs the teacher's text field columns {fields} or a 'text' column"
+        )
 
     start = time.perf_counter()
     probs = predict_levels(
@@ -96,10 +103,8 @@ def predict(
         result[f"p_{name}"] = probs[:, i]
     if out.suffix == ".csv":
         write_text(out, result.to_csv(index=False))
-    elif out.suffix == ".parquet":
-        write_parquet(out, result)
     else:
-        raise typer.BadParameter(f"--out must end in .parquet or .csv, got {out.name}")
+        write_parquet(out, result)
     console.print(
         f"{len(result)} pairs in {seconds:.1f} s ({len(result) / max(seconds, 1e-9):.1f} pairs/s) -> {out}"
     )

@@ -66,6 +66,7 @@ class LabelSummary:
     pairs_labelled: int  # by this run
     seconds: float
     backend: str = "in-process"
+    damaged: tuple[str, ...] = ()  # "shard-00002.parquet: <why>" for files found unusable and recomputed
 
     @property
     def pairs_per_s(self) -> float:
@@ -110,6 +111,8 @@ def folder_fingerprint(folder: str | Path) -> str:
 def make_plan(
     pool: pd.DataFrame, texts: Sequence[str], teacher_id: str, k: int, gains: Sequence[float], shard_size: int
 ) -> ShardPlan:
+    if "query" not in pool.columns:
+        raise ValueError(f"the pool has no 'query' column; it has {list(pool.columns)}")
     if len(texts) != len(pool):
         raise ValueError(f"{len(texts)} document texts for {len(pool)} pool pairs; they must align by row")
     return ShardPlan(
@@ -179,7 +182,7 @@ def run_label_job(
     gains = tuple(gains) if gains is not None else tuple(float(g) for g in range(k - 1, -1, -1))
     plan = make_plan(pool, texts, teacher_id, k, gains, settings.shard_size)
     open_run(out, plan, settings.overwrite)
-    todo, _ = pending_shards(out, plan, pool)
+    todo, reasons = pending_shards(out, plan, pool)
     done_rows = len(pool) - sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in todo)
     queries = pool["query"].astype(str).tolist()
 
@@ -200,6 +203,14 @@ def run_label_job(
         shards_skipped=plan.n_shards - len(todo),
         pairs_labelled=labelled,
         seconds=time.perf_counter() - start_time,
+        damaged=damaged_files(out, reasons),
+    )
+
+
+def damaged_files(out: Path, reasons: dict[int, str]) -> tuple[str, ...]:
+    """The shards that had a file which failed the checks (not merely missing), with the reason."""
+    return tuple(
+        f"{shard_path(out, i).name}: {why}" for i, why in sorted(reasons.items()) if why != "missing"
     )
 
 

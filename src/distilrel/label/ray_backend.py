@@ -13,6 +13,7 @@ Shard files are written by the driver: on a real cluster ``out`` needs to be rea
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from distilrel.label.job import (
     LabelSettings,
     LabelSummary,
     ScoreFn,
+    damaged_files,
     make_plan,
     pending_shards,
     progress_bar,
@@ -89,7 +91,7 @@ def run_label_job_ray(
     gains = tuple(gains) if gains is not None else tuple(float(g) for g in range(k - 1, -1, -1))
     plan = make_plan(pool, texts, teacher_id, k, gains, settings.shard_size)
     open_run(out, plan, settings.overwrite)
-    todo, _ = pending_shards(out, plan, pool)
+    todo, reasons = pending_shards(out, plan, pool)
     sizes = {i: plan.bounds(i)[1] - plan.bounds(i)[0] for i in todo}
 
     started_here = not ray.is_initialized()
@@ -99,6 +101,8 @@ def run_label_job_ray(
     labelled = 0
     try:
         if todo:
+            # Ray Data logs every execution at INFO on the driver; our progress bar and summary say it all.
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False  # ours shows pairs/s; Ray's would interleave with it
             frame_ref = ray.put(
@@ -149,6 +153,7 @@ def run_label_job_ray(
         pairs_labelled=labelled,
         seconds=time.perf_counter() - start_time,
         backend=f"ray ({num_actors} actor{'s' if num_actors > 1 else ''})",
+        damaged=damaged_files(out, reasons),
     )
 
 

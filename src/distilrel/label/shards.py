@@ -88,10 +88,11 @@ class ShardPlan:
 
 
 def frame_hash(df: pd.DataFrame) -> str:
-    """SHA-256 of a table's columns, dtypes and cell values in row order (index ignored)."""
+    """SHA-256 of a table's column names and cell values in row order. The index is ignored, and so are
+    dtype names (``object`` vs ``str`` for the same strings must not make one pool two)."""
     h = hashlib.sha256()
     for col in df.columns:
-        h.update(f"{col}\x1f{df[col].dtype}\x1e".encode())
+        h.update(f"{col}\x1e".encode())
         # pandas' per-row hash uses a fixed key, so it is the same in every process and on every machine.
         h.update(pd.util.hash_pandas_object(df[col], index=False).to_numpy().tobytes())
     return h.hexdigest()

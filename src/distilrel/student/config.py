@@ -84,6 +84,7 @@ class ModelConfig:
     max_doc_length: int = 256
     head_hidden: int = 256
     head_dropout: float = 0.1
+    cosine_prior: bool = True  # a fresh head ranks by the towers' cosine, training refines it
     score_mode: str = "expected_gain"
 
 

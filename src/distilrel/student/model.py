@@ -3,8 +3,9 @@
 Each tower is a plain :class:`~sentence_transformers.SentenceTransformer` (HF ``AutoModel`` + mean pooling +
 L2 normalisation), so a saved tower loads with ``SentenceTransformer(path / "query")`` alone and its
 embeddings can go straight into an ANN index (cosine = dot product). The head reads the interaction
-features ``[q, d, q*d, |q-d|]`` of one query and one document embedding and predicts the K relevance levels;
-the serving layer caches document embeddings and calls :meth:`StudentModel.head_logits` on them.
+features ``[q, d, q*d, |q-d|]`` of one query and one document embedding (plus a learned cosine prior, see
+:class:`RelevanceHead`) and predicts the K relevance levels; the serving layer caches document embeddings
+and calls :meth:`StudentModel.head_logits` on them.
 
 Saved layout (``StudentModel.save`` / :func:`load_student`)::
 
@@ -57,6 +58,7 @@ class StudentSettings:
                   gain, as a fraction of the top gain) or ``cosine`` (towers only, ANN-compatible).
     fields:       the document text fields the student was trained on, as text-builder dicts
                   (name, label, max_tokens); saved as ``text.fields`` like the teacher's.
+    cosine_prior: a fresh head ranks by the towers' cosine (see :class:`RelevanceHead`).
     """
 
     backbone: str = "minilm"
@@ -67,6 +69,7 @@ class StudentSettings:
     max_doc_length: int = 256
     head_hidden: int = 256
     head_dropout: float = 0.1
+    cosine_prior: bool = True  # the head starts out ranking by cosine (see RelevanceHead)
     score_mode: ScoreMode = "expected_gain"
     fields: tuple[dict[str, Any], ...] = ()
 
@@ -88,13 +91,25 @@ class StudentSettings:
 
 
 class RelevanceHead(nn.Module):
-    """MLP over ``[q, d, q*d, |q-d|]`` → K level logits (most relevant level first).
+    """MLP over ``[q, d, q*d, |q-d|]`` → K level logits (most relevant level first), plus a cosine prior.
 
     The product and the absolute difference give the MLP the pairwise interactions a cosine throws away
     (which dimensions agree, which disagree), at the cost of one small matrix product per pair.
+
+    Cosine prior (``level_weights`` given): ``logits += s * cos(q, d) * w`` with ``w`` the levels' gains,
+    centred, and ``s`` a learned scale; the MLP's last layer starts at zero. A fresh head then ranks
+    exactly by cosine — the pretrained towers' zero-shot ranking — instead of by random logits, and
+    training moves it from there; without the prior, the first hundreds of steps only undo a random head.
     """
 
-    def __init__(self, dim: int, k: int, hidden: int = 256, dropout: float = 0.1) -> None:
+    def __init__(
+        self,
+        dim: int,
+        k: int,
+        hidden: int = 256,
+        dropout: float = 0.1,
+        level_weights: Sequence[float] | None = None,
+    ) -> None:
         super().__init__()
         self.dim, self.k = dim, k
         self.mlp = nn.Sequential(
@@ -103,10 +118,33 @@ class RelevanceHead(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, k),
         )
+        prior = level_weights is not None
+        w = (
+            torch.zeros(k)
+            if level_weights is None
+            else torch.tensor(list(level_weights), dtype=torch.float32)
+        )
+        if w.shape != (k,):
+            raise ValueError(f"RelevanceHead: {len(w)} level weights for {k} levels")
+        self.register_buffer("level_weights", w - w.mean())  # (K,)
+        # A cosine gap of 0.1 then moves the top-vs-bottom logit gap by about 1 (unit gain spread).
+        self.cos_scale = nn.Parameter(torch.tensor(10.0 if prior else 0.0), requires_grad=prior)
+        if prior:
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, q: Tensor, d: Tensor) -> Tensor:
         # q, d: (n, dim) → (n, 4*dim) → (n, K)
-        return self.mlp(torch.cat([q, d, q * d, (q - d).abs()], dim=-1))
+        logits = self.mlp(torch.cat([q, d, q * d, (q - d).abs()], dim=-1))
+        cos = (q * d).sum(dim=-1, keepdim=True)  # (n, 1): the towers give unit vectors
+        return logits + self.cos_scale * cos * self.level_weights
+
+
+def make_head(dim: int, levels: LevelMapping, settings: StudentSettings) -> RelevanceHead:
+    """The head for ``levels``; its cosine prior weighs each level by its gain (as a fraction of the top)."""
+    gains = np.asarray(levels.gains, dtype=np.float64)
+    weights = (gains / gains.max() if gains.max() > 0 else gains).tolist() if settings.cosine_prior else None
+    return RelevanceHead(dim, levels.k, settings.head_hidden, settings.head_dropout, weights)
 
 
 def _build_tower(backbone_dir: Path, settings: StudentSettings, device: str | None) -> SentenceTransformer:
@@ -161,7 +199,7 @@ class StudentModel(nn.Module):
                 f"StudentModel: query tower dim {dim} != doc tower dim {doc_tower.get_embedding_dimension()}"
             )
         self.dim = int(dim)
-        self.head = head or RelevanceHead(self.dim, levels.k, settings.head_hidden, settings.head_dropout)
+        self.head = head or make_head(self.dim, levels, settings)
         if (self.head.dim, self.head.k) != (self.dim, levels.k):
             raise ValueError(
                 f"StudentModel: head expects dim {self.head.dim} and {self.head.k} levels, "
@@ -421,7 +459,7 @@ def load_student(path: str | Path, device: str | None = None) -> StudentModel:
     query.default_prompt_name = None
     if doc is not None:
         doc.default_prompt_name = None
-    head = RelevanceHead(int(meta["dim"]), levels.k, settings.head_hidden, settings.head_dropout)
+    head = make_head(int(meta["dim"]), levels, settings)
     head.load_state_dict(load_file(str(path / HEAD_FILE)))
     return StudentModel(query, doc, levels, settings, head).to(device).eval()
 

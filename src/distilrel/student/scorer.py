@@ -75,6 +75,19 @@ class StudentScorer(Scorer):
         """The document tower's tokenizer: text builders use it to apply token budgets."""
         return self.model.tokenizer
 
+    @property
+    def text_fields(self) -> tuple[dict[str, Any], ...]:
+        """The document text recipe the student was trained with (as the teacher's scorer has it)."""
+        return self.model.settings.fields
+
+    def text_builder(self) -> Any:
+        """The TextBuilder of training (same fields, labels, token budgets and tokenizer)."""
+        from distilrel.text.builder import FieldSpec, TextBuilder
+
+        if not self.text_fields:
+            raise ValueError(f"{self.name}: the saved student records no text fields")
+        return TextBuilder([FieldSpec(**f) for f in self.text_fields], tokenizer=self.tokenizer)
+
     def embed_pairs(self, queries: Sequence[str], docs: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(n, dim) query and document embeddings of the pairs; each distinct text encoded at most once."""
         if len(queries) != len(docs):

@@ -461,6 +461,7 @@ def student_settings(prepared: Prepared) -> StudentSettings:
         max_doc_length=m.max_doc_length,
         head_hidden=m.head_hidden,
         head_dropout=m.head_dropout,
+        cosine_prior=m.cosine_prior,
         score_mode=m.score_mode,  # type: ignore[arg-type]  # checked by the config
         fields=prepared.text_fields,
     )
@@ -593,6 +594,7 @@ def save_model_atomically(model: StudentModel, target: Path, extra: dict[str, An
     """Save into a temp folder beside ``target`` and swap it in: a reader never sees half a model."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model folder is meant to be shared
     try:
         model.save(tmp, extra)
         old = None

@@ -120,9 +120,6 @@ class DataConfig:
         if not entries or not isinstance(entries, list):
             raise ValueError(f"{source}: [data] datasets must name at least one dataset")
         specs = tuple(DatasetSpec.from_toml(e, source) for e in entries)
-        names = [s.name for s in specs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"{source}: [data] datasets repeat a name: {names}")
         return cls(
             datasets=specs,
             data_dir=raw.get("data_dir") or None,
@@ -372,6 +369,7 @@ class TrainingConfig:
     warmup_ratio: float = 0.1
     lr_scheduler: str = "linear"  # linear | cosine | constant | constant_with_warmup
     label_smoothing: float = 0.0
+    group_by_length: bool = True  # batches of similar length (less padding); False: plain random order
     eval_steps: int = 200  # also the checkpoint interval (load_best_model_at_end needs them aligned)
     save_total_limit: int = 2
     logging_steps: int = 20

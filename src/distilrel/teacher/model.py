@@ -100,24 +100,13 @@ def backbone_family(config: Any) -> str:
 
 
 def default_lora_targets(config: Any) -> list[str] | str:
+    """Attention projections for BERT-style encoders; every projection of a Llama-style decoder;
+    peft's ``all-linear`` for anything else."""
     if config.model_type == "distilbert":
         return _DISTILBERT_LORA
-    if backbone_family(config) == "encoder":
-        return (
-            _ENCODER_LORA
-            if config.model_type in _NO_POOLER_KWARG or config.model_type == "electra"
-            else "all-linear"
-        )
-    return _DECODER_LORA if config.model_type in _generic_decoder_types() else "all-linear"
-
-
-def _generic_decoder_types() -> frozenset[str]:
-    """Model types whose SequenceClassification class is transformers' generic last-token + ``score`` head."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
-
-    return frozenset(
-        t for t in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES if _generic_cls(t) is not None
-    )
+    if config.model_type in _NO_POOLER_KWARG or config.model_type == "electra":
+        return _ENCODER_LORA
+    return _DECODER_LORA if _generic_cls(config.model_type) is not None else "all-linear"
 
 
 def _generic_cls(model_type: str) -> type | None:
@@ -279,7 +268,7 @@ class TeacherModel(nn.Module):
 # --- building from a pretrained backbone ----------------------------------------------------------
 
 
-def load_tokenizer(path: str | Path, family: str | None = None) -> Any:
+def load_tokenizer(path: str | Path) -> Any:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(path))
@@ -309,7 +298,7 @@ def build_teacher(
     kwargs: dict[str, Any] = {"add_pooling_layer": False} if config.model_type in _NO_POOLER_KWARG else {}
     with _quiet_transformers():
         backbone = AutoModel.from_pretrained(str(path), dtype=torch.float32, **kwargs)
-    tokenizer = load_tokenizer(path, family)
+    tokenizer = load_tokenizer(path)
 
     if model_cfg.gradient_checkpointing:
         _enable_checkpointing(backbone)
@@ -483,6 +472,8 @@ def teacher_meta(
         "format": FORMAT_VERSION,
         "layout": LAYOUT_HF if layout is not None else LAYOUT_SPLIT,
         "hf_class": layout.cls_name if layout is not None else None,
+        # where the head's weights live in the HF checkpoint (teacher head key -> HF key)
+        "hf_head_keys": layout.head_keys() if layout is not None else None,
         "backbone": model.backbone_name,
         "model_type": model.backbone_config.model_type,
         "family": model.family,
@@ -599,7 +590,7 @@ def load_teacher(
         backbone_name=meta.get("backbone", ""),
         lora=None,  # merged at save time
     )
-    model.head.load_state_dict(_read_head(path, meta, model), strict=True)
+    model.head.load_state_dict(_read_head(path, meta), strict=True)
     model.to(device=device, dtype=dtype).eval()
     return LoadedTeacher(
         model=model,
@@ -611,19 +602,13 @@ def load_teacher(
     )
 
 
-def _read_head(path: Path, meta: Mapping[str, Any], model: TeacherModel) -> dict[str, torch.Tensor]:
+def _read_head(path: Path, meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     from safetensors import safe_open
 
     if meta["layout"] != LAYOUT_HF:
         with safe_open(str(path / HEAD_FILE), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 — safe_open has no __iter__
-    import transformers
-
-    cls = getattr(transformers, meta["hf_class"])
-    dense, out = (None, "score")
-    if meta["model_type"] in _ENCODER_HF_HEADS:
-        dense, out, _ = _ENCODER_HF_HEADS[meta["model_type"]]
-    keys = HFLayout(meta["hf_class"], cls.base_model_prefix, dense, out).head_keys()
+    keys: dict[str, str] = meta["hf_head_keys"]
     files = _weight_files(path, set(keys.values()))
     head: dict[str, torch.Tensor] = {}
     for ours, hf_key in keys.items():

@@ -23,7 +23,7 @@ import pandas as pd
 from rich.console import Console
 
 from distilrel.data.schema import Dataset
-from distilrel.teacher.config import FieldConfig, TeacherConfig, remap_levels
+from distilrel.teacher.config import DatasetSpec, FieldConfig, TeacherConfig, remap_levels
 
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
@@ -129,6 +129,30 @@ def _resume_point(output_dir: Path, resume: bool | None, source: str) -> str | N
     return last
 
 
+def _pair_specs(
+    config: TeacherConfig, datasets: Sequence[Dataset] | None
+) -> list[tuple[DatasetSpec, Dataset]]:
+    """Each dataset with its [data] entry: loaded in config order, or given ones matched by name."""
+    specs = config.data.datasets
+    if datasets is None:
+        pairs = list(zip(specs, load_datasets(config), strict=True))
+    else:
+        by_name = {s.name: s for s in specs}
+        unknown = [ds.name for ds in datasets if ds.name not in by_name]
+        if unknown:
+            raise ValueError(
+                f"{config.source}: dataset(s) {unknown} are not listed in [data] datasets {list(by_name)}"
+            )
+        pairs = [(by_name[ds.name], ds) for ds in datasets]
+    names = [ds.name for _, ds in pairs]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"{config.source}: two datasets are named alike in {names}; give each table dataset its own "
+            "name (options = { name = ... })"
+        )
+    return pairs
+
+
 def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) -> Prepared:
     """All checks and data preparation; raises before any model is built or trained."""
     from distilrel.teacher.model import load_tokenizer
@@ -137,20 +161,15 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
 
     backbone_path = resolve_backbone(config)
     tokenizer = load_tokenizer(backbone_path)
-    loaded = list(datasets) if datasets is not None else load_datasets(config)
+    pairs = _pair_specs(config, datasets)
+    loaded = [ds for _, ds in pairs]
     fields = resolve_fields(config, loaded)
     resume_from = _resume_point(Path(config.training.output_dir), config.training.resume, config.source)
     builder = TextBuilder([FieldSpec(f.name, f.label, f.max_tokens) for f in fields], tokenizer=tokenizer)
     target = config.level_mapping
-    specs = {s.name: s for s in config.data.datasets}
     prep = Prepared(backbone_path, tokenizer, fields, resume_from=resume_from)
 
-    for ds in loaded:
-        spec = specs.get(ds.name)
-        if spec is None:
-            raise ValueError(
-                f"{config.source}: dataset {ds.name!r} is not listed in [data] datasets {list(specs)}"
-            )
+    for spec, ds in pairs:
         try:
             train_j = ds.split(config.data.train_split).judgments
         except ValueError as e:
@@ -222,6 +241,7 @@ def training_arguments(config: TeacherConfig, evaluate: bool) -> Any:
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of the training steps
         lr_scheduler_type=t.lr_scheduler,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy="steps" if evaluate else "no",
         eval_steps=t.eval_steps,
         # Checkpoints at the evaluation steps: load_best_model_at_end needs them aligned.
@@ -288,11 +308,18 @@ def train_teacher(
     if prep.resume_from:
         console.print(f"resuming from {prep.resume_from}")
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=prep.resume_from)
+    trainer.train(resume_from_checkpoint=prep.resume_from)
     seconds = time.perf_counter() - started
 
     state = trainer.state
     final = _best_eval(state.log_history, state.best_global_step)
+    # Throughput of this session's optimisation alone: evaluation time is not training time.
+    first_step = int(Path(prep.resume_from).name.rsplit("-", 1)[-1]) if prep.resume_from else 0
+    eval_seconds = sum(h.get("eval_runtime", 0.0) for h in state.log_history if h.get("step", 0) > first_step)
+    t = config.training
+    # Full batches assumed: an epoch's last, partial batch makes this a slight over-count.
+    pairs_done = (state.global_step - first_step) * t.batch_size * t.gradient_accumulation_steps
+    train_only = max(seconds - eval_seconds, 1e-9)
     model_dir = out / MODEL
     text_fields = [f.builder_dict() for f in prep.fields]
     training_info = {
@@ -317,9 +344,9 @@ def train_teacher(
         "global_step": state.global_step,
         "epochs": state.epoch,
         "train_pairs": len(prep.train_queries),
-        "train_seconds": round(seconds, 2),
-        # Pairs actually processed in this session (a resumed run counts only its own steps).
-        "train_pairs_per_s": result.metrics.get("train_samples_per_second"),
+        "seconds": round(seconds, 2),  # this session: training + evaluation + checkpoints
+        "eval_seconds": round(eval_seconds, 2),
+        "train_pairs_per_s": round(pairs_done / train_only, 2),  # this session's steps, evaluation excluded
         "best_metric": {
             "name": training_info["metric"],
             "value": state.best_metric,
@@ -368,7 +395,7 @@ def _show_summary(console: Console, summary: dict[str, Any]) -> None:
     rows = {
         "steps": summary["global_step"],
         "train pairs": summary["train_pairs"],
-        "time (s)": summary["train_seconds"],
+        "time (s)": f"{summary['seconds']:.0f} (eval {summary['eval_seconds']:.0f})",
         "pairs/s": f"{summary['train_pairs_per_s'] or 0:.1f}",
         f"best {best['name']}": f"{best['value']:.4f}" if best["value"] is not None else "-",
         "model": summary["model"],
