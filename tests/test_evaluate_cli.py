@@ -18,7 +18,18 @@ runner = CliRunner()
 
 
 def _evaluate(out: Path, scorer: str, *extra: str) -> None:
-    args = ["evaluate", "--dataset", "crowdflower", "--scorer", scorer, "--split", "test", "--out", str(out), *extra]
+    args = [
+        "evaluate",
+        "--dataset",
+        "crowdflower",
+        "--scorer",
+        scorer,
+        "--split",
+        "test",
+        "--out",
+        str(out),
+        *extra,
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
 
@@ -50,8 +61,9 @@ def test_evaluate_bm25_matches_ranx(tmp_path: Path) -> None:
 def test_compare_bm25_vs_random(tmp_path: Path) -> None:
     _evaluate(tmp_path / "random", "random")
     _evaluate(tmp_path / "bm25", "bm25")
-    res = runner.invoke(app, ["compare", str(tmp_path / "random"), str(tmp_path / "bm25"),
-                              "--out", str(tmp_path / "cmp")])
+    res = runner.invoke(
+        app, ["compare", str(tmp_path / "random"), str(tmp_path / "bm25"), "--out", str(tmp_path / "cmp")]
+    )
     assert res.exit_code == 0, res.output + repr(res.exception)
     cmp = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     ndcg = {row["run"].split(" ")[0]: row["ndcg@10"] for row in cmp["table"]}

@@ -276,6 +276,7 @@ def test_decoder_lora_training_lowers_loss(tmp_path: Path, llama_dir: Path) -> N
 
     teacher = load_teacher(model_dir)  # merged adapter, plain backbone
     assert not teacher.model.is_peft and teacher.meta["lora"]["merged"] is True
+    assert teacher.meta["lora"]["target_modules"][:2] == ["q_proj", "k_proj"]  # the decoder default, recorded
     assert mean_loss(teacher.model, teacher.tokenizer, ds) < before - 0.3
 
 

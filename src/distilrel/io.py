@@ -37,7 +37,9 @@ def write_text(target: str | Path, text: str) -> Path:
 
 
 def write_json(target: str | Path, obj: Any) -> Path:
-    return write_text(target, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
+    return write_text(
+        target, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n"
+    )
 
 
 def write_parquet(target: str | Path, df: pd.DataFrame) -> Path:

@@ -11,7 +11,9 @@ from distilrel.cli.common import console
 
 
 def baselines(
-    datasets: Annotated[str, typer.Option(help="comma-separated dataset names")] = "crowdflower,homedepot,scifact",
+    datasets: Annotated[
+        str, typer.Option(help="comma-separated dataset names")
+    ] = "crowdflower,homedepot,scifact",
     scorers: Annotated[str, typer.Option(help="comma-separated scorer names")] = "random,bm25,minilm,e5",
     out: Annotated[Path, typer.Option(help="output folder")] = Path("runs/baselines"),
     split: Annotated[str, typer.Option(help="split to evaluate")] = "test",
@@ -24,7 +26,11 @@ def baselines(
     table = run_suite(
         [d.strip() for d in datasets.split(",") if d.strip()],
         [s.strip() for s in scorers.split(",") if s.strip()],
-        out, split=split, max_queries=max_queries, data_dir=data_dir, log=console.print,
+        out,
+        split=split,
+        max_queries=max_queries,
+        data_dir=data_dir,
+        log=console.print,
     )
     console.print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     console.print(f"report: {out / 'results.md'}")

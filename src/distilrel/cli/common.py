@@ -17,12 +17,6 @@ def parse_fields(spec: str | None) -> list[str] | None:
     return [s.strip() for s in spec.split(",") if s.strip()]
 
 
-def build_text_builder(fields: list[str] | None, default: tuple[str, ...], tokenizer: object | None = None):
-    from distilrel.text.builder import TextBuilder
-
-    return TextBuilder.from_config(fields or list(default), tokenizer=tokenizer)
-
-
 def load(dataset: str, data_dir: Path | None):
     from distilrel.data import load_dataset
 

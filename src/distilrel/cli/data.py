@@ -26,10 +26,16 @@ def info(
         t.add_column(col, justify="right")
     for split, g in j.groupby("split", sort=False):
         counts = g["level"].value_counts()
-        t.add_row(str(split), str(g["query_id"].nunique()), str(len(g)),
-                  *[str(int(counts.get(i, 0))) for i in range(ds.levels.k)])
+        t.add_row(
+            str(split),
+            str(g["query_id"].nunique()),
+            str(len(g)),
+            *[str(int(counts.get(i, 0))) for i in range(ds.levels.k)],
+        )
     console.print(t)
-    console.print(f"{len(ds.documents)} documents; gains {dict(zip(ds.levels.names, ds.levels.gains, strict=True))}")
+    console.print(
+        f"{len(ds.documents)} documents; gains {dict(zip(ds.levels.names, ds.levels.gains, strict=True))}"
+    )
     for w in ds.meta.get("warnings", []):  # type: ignore[union-attr]
         console.print(f"[yellow]warning:[/] {w}")
 

@@ -7,45 +7,61 @@ from typing import Annotated
 
 import typer
 
-from distilrel.cli.common import build_text_builder, console, load, parse_fields, summary_table
+from distilrel.cli.common import console, load, parse_fields, summary_table
 
 
 def evaluate(
-    dataset: Annotated[str, typer.Option(help="dataset name (crowdflower, homedepot, scifact, esci, table, ...)")],
+    dataset: Annotated[
+        str, typer.Option(help="dataset name (crowdflower, homedepot, scifact, esci, table, ...)")
+    ],
     scorer: Annotated[str, typer.Option(help="random, bm25, minilm, mpnet, e5, an HF id, or a model folder")],
     out: Annotated[Path, typer.Option(help="output folder, e.g. runs/bm25")],
     split: Annotated[str, typer.Option(help="train, validation, test or all")] = "test",
     max_queries: Annotated[int | None, typer.Option(help="evaluate a seeded sample of queries")] = None,
-    fields: Annotated[str | None, typer.Option(help="document fields name[:label[:max_tokens]], comma-separated")] = None,
-    metrics: Annotated[str | None, typer.Option(help="comma-separated metric names, e.g. ndcg@10,p@8")] = None,
+    fields: Annotated[
+        str | None, typer.Option(help="document fields name[:label[:max_tokens]], comma-separated")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="comma-separated metric names, e.g. ndcg@10,p@8")
+    ] = None,
     depth: Annotated[int, typer.Option(help="candidates per query on retrieval datasets")] = 100,
     data_dir: Annotated[Path | None, typer.Option(help="folder holding the dataset's files")] = None,
 ) -> None:
     """Re-rank each query's judged candidates (or retrieve over the corpus) and write run.trec, qrels.trec,
     metrics.json, report.md and metrics.png."""
     from distilrel.evaluate.report import write_outputs
-    from distilrel.evaluate.runner import EvalSettings
+    from distilrel.evaluate.runner import EvalSettings, text_builder_for
     from distilrel.evaluate.runner import evaluate as run_eval
     from distilrel.evaluate.scorers import load_scorer
 
     ds = load(dataset, data_dir)
     sc = load_scorer(scorer)
-    builder = build_text_builder(parse_fields(fields), ds.fields, getattr(sc, "tokenizer", None))
+    builder = text_builder_for(sc, ds, parse_fields(fields))
     settings = EvalSettings(
         split=split, max_queries=max_queries, depth=depth, metrics=tuple(parse_fields(metrics) or ())
     )
     result = run_eval(ds, sc, builder, settings)
-    info = {"scorer_spec": scorer, "fields": [f.name for f in builder.fields], "gains": dict(zip(
-        ds.levels.names, ds.levels.gains, strict=True)), "max_queries": max_queries}
+    info = {
+        "scorer_spec": scorer,
+        "fields": [f.name for f in builder.fields],
+        "gains": dict(zip(ds.levels.names, ds.levels.gains, strict=True)),
+        "max_queries": max_queries,
+    }
     paths = write_outputs(result, out, info)
-    console.print(summary_table(f"{sc.name} on {dataset}/{split} ({len(result.per_query)} queries)",
-                                {**result.summary, **result.classifier}))
+    console.print(
+        summary_table(
+            f"{sc.name} on {dataset}/{split} ({len(result.per_query)} queries)",
+            {**result.summary, **result.classifier},
+        )
+    )
     console.print(f"report: {paths['report']}")
 
 
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="evaluation run folders; the first is the reference")],
-    out: Annotated[Path | None, typer.Option(help="where to write compare.md/png (default: beside the first run)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="where to write compare.md/png (default: beside the first run)")
+    ] = None,
     metrics: Annotated[str, typer.Option(help="comma-separated metric names")] = "ndcg@10,p@8",
     method: Annotated[str, typer.Option(help="bootstrap, ttest or randomization")] = "bootstrap",
 ) -> None:

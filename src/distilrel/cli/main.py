@@ -25,7 +25,9 @@ app.command()(label)
 try:  # the teacher CLI lands with its stage
     from distilrel.cli.teacher import app as teacher_app
 
-    app.add_typer(teacher_app, name="teacher", help="Train a K-level cross-encoder teacher and predict with it.")
+    app.add_typer(
+        teacher_app, name="teacher", help="Train a K-level cross-encoder teacher and predict with it."
+    )
 except ImportError:  # pragma: no cover
     pass
 

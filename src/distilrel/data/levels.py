@@ -8,6 +8,7 @@ looked up from this mapping, so they never need to know a dataset's label vocabu
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -40,9 +41,13 @@ class LevelMapping:
         if not self.gains:
             object.__setattr__(self, "gains", tuple(float(g) for g in self.grades))
         if len(self.grades) != k or len(self.gains) != k:
-            raise ValueError(f"LevelMapping: {k} names but {len(self.grades)} grades and {len(self.gains)} gains")
+            raise ValueError(
+                f"LevelMapping: {k} names but {len(self.grades)} grades and {len(self.gains)} gains"
+            )
         if list(self.grades) != sorted(self.grades, reverse=True):
-            raise ValueError(f"LevelMapping grades must be non-increasing (most relevant first): {self.grades}")
+            raise ValueError(
+                f"LevelMapping grades must be non-increasing (most relevant first): {self.grades}"
+            )
         if not 1 <= self.relevant <= k:
             raise ValueError(f"LevelMapping.relevant must be in 1..{k}, got {self.relevant}")
         for raw, name in self.labels.items():
@@ -78,7 +83,9 @@ class LevelMapping:
         elif scheme in ("exp", "exponential"):
             gains = tuple(math.pow(2.0, g) - 1.0 for g in self.grades)
         else:
-            raise ValueError(f"unknown gain scheme {scheme!r}; use 'linear', 'exponential' or a tuple of gains")
+            raise ValueError(
+                f"unknown gain scheme {scheme!r}; use 'linear', 'exponential' or a tuple of gains"
+            )
         return LevelMapping(self.names, self.grades, gains, self.relevant, dict(self.labels))
 
     def to_dict(self) -> dict[str, object]:
@@ -99,6 +106,23 @@ class LevelMapping:
             relevant=int(d.get("relevant", 1)),  # type: ignore[arg-type]
             labels={str(k): str(v) for k, v in dict(d.get("labels", {})).items()},  # type: ignore[arg-type]
         )
+
+
+def remap_levels(source: LevelMapping, target: LevelMapping) -> list[int]:
+    """Target level index for each of ``source``'s levels, by nearest relative grade (ties: more relevant).
+
+    CrowdFlower (grades 3..0) onto the 5-level guideline (4..0): 4->excellent, 3->good, 2->bad, 1->irrelevant.
+    """
+
+    def rel(grades: Sequence[int]) -> list[float]:
+        lo, hi = min(grades), max(grades)
+        if hi == lo:
+            raise ValueError(f"level mapping {list(grades)} has a single grade; cannot place it on a scale")
+        return [(g - lo) / (hi - lo) for g in grades]
+
+    src, tgt = rel(source.grades), rel(target.grades)
+    # Target levels are ordered most relevant first, so min() over the index breaks ties upward.
+    return [min(range(len(tgt)), key=lambda j, r=r: (round(abs(tgt[j] - r), 9), j)) for r in src]
 
 
 # --- presets -------------------------------------------------------------------------------------
@@ -151,7 +175,9 @@ SCIFACT = LevelMapping(
 )
 
 #: Binary relevance (QA retrieval sets, binarised ESCI-es): 1 = relevant.
-BINARY = LevelMapping(names=("relevant", "not_relevant"), relevant=1, labels={"1": "relevant", "0": "not_relevant"})
+BINARY = LevelMapping(
+    names=("relevant", "not_relevant"), relevant=1, labels={"1": "relevant", "0": "not_relevant"}
+)
 
 PRESETS: dict[str, LevelMapping] = {
     "default5": DEFAULT_5,

@@ -61,7 +61,9 @@ class Dataset:
         if j.empty:
             have = sorted(self.judgments["split"].unique())
             raise ValueError(f"dataset {self.name!r} has no judgments in split {name!r}; it has {have}")
-        return Dataset(self.name, self.documents, j, self.levels, self.fields, self.task, self.segments, self.meta)
+        return Dataset(
+            self.name, self.documents, j, self.levels, self.fields, self.task, self.segments, self.meta
+        )
 
     def doc_table(self) -> pd.DataFrame:
         """Documents indexed by doc_id (for lookups)."""

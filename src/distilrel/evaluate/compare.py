@@ -29,7 +29,9 @@ class RunDir:
         p = Path(path)
         for name in ("metrics.json", "per_query.parquet"):
             if not (p / name).is_file():
-                raise FileNotFoundError(f"{p} is not an evaluation run: {name} is missing (run `distilrel evaluate`)")
+                raise FileNotFoundError(
+                    f"{p} is not an evaluation run: {name} is missing (run `distilrel evaluate`)"
+                )
         info = json.loads((p / "metrics.json").read_text())
         return cls(p, info, pd.read_parquet(p / "per_query.parquet").set_index("query_id"))
 
@@ -62,10 +64,21 @@ def compare_runs(
     base = runs[0]
     for r in runs[1:]:
         for m in metrics:
-            t = paired_test(r.per_query.loc[common, m].to_numpy(), base.per_query.loc[common, m].to_numpy(), method=method)
+            t = paired_test(
+                r.per_query.loc[common, m].to_numpy(), base.per_query.loc[common, m].to_numpy(), method=method
+            )
             tests.append(
-                {"run": r.label, "vs": base.label, "metric": m, "diff": t.diff, "rel_diff": t.rel_diff,
-                 "ci_low": t.ci_low, "ci_high": t.ci_high, "p_value": t.p_value, "method": t.method}
+                {
+                    "run": r.label,
+                    "vs": base.label,
+                    "metric": m,
+                    "diff": t.diff,
+                    "rel_diff": t.rel_diff,
+                    "ci_low": t.ci_low,
+                    "ci_high": t.ci_high,
+                    "p_value": t.p_value,
+                    "method": t.method,
+                }
             )
     return table, pd.DataFrame(tests).set_index("run")
 
@@ -93,7 +106,12 @@ def write_comparison(table: pd.DataFrame, tests: pd.DataFrame, out: Path, title:
     )
     return {
         "report": write_text(out / "compare.md", md),
-        "json": write_json(out / "compare.json", {"table": table.reset_index().to_dict("records"),
-                                                  "tests": tests.reset_index().to_dict("records")}),
+        "json": write_json(
+            out / "compare.json",
+            {
+                "table": table.reset_index().to_dict("records"),
+                "tests": tests.reset_index().to_dict("records"),
+            },
+        ),
         "plot": out / "compare.png",
     }

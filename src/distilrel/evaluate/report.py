@@ -107,6 +107,8 @@ def write_outputs(result: EvalResult, out: Path, info: Mapping[str, object]) -> 
     md.append("\n![metrics](metrics.png)\n")
     paths["report"] = write_text(out / "report.md", "\n".join(md))
     charts = {"overall": overall, **segments}
-    _bar_chart(out / "metrics.png", charts, result.metrics[:4], f"{result.scorer} — {result.dataset} {result.split}")
+    _bar_chart(
+        out / "metrics.png", charts, result.metrics[:4], f"{result.scorer} — {result.dataset} {result.split}"
+    )
     paths["plot"] = out / "metrics.png"
     return paths

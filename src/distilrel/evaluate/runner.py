@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from distilrel.data.levels import LevelMapping, remap_levels
 from distilrel.data.schema import Dataset
 from distilrel.evaluate.scorer import Retriever, Scorer
 from distilrel.metrics import breakdown, mean_scores, query_length_bucket, score_run
@@ -58,7 +59,7 @@ class EvalResult:
         for seg in self.segments:
             if self.per_query[seg].nunique() > 1:
                 table = breakdown(self.per_query[list(self.metrics)], self.per_query[[seg]], by=[seg])
-                # breakdown's index is (segment, value) with an ("all", "all") row; one segment per table here.
+                # breakdown's index is (segment, value) with an ("all", "all") row; one segment a table.
                 table.index = pd.Index([value for _, value in table.index], name=seg)
                 table["queries"] = table["queries"].astype(int)
                 out[seg] = table
@@ -91,6 +92,20 @@ def break_ties(run: Run) -> Run:
     return out
 
 
+def text_builder_for(
+    scorer: Scorer, dataset: Dataset, fields: Sequence[str | dict[str, object]] | None = None
+) -> TextBuilder:
+    """The document text a scorer reads: explicit ``fields`` first, else the recipe a trained model was
+    saved with (so evaluation builds the text training built), else the dataset's default fields."""
+    tokenizer = getattr(scorer, "tokenizer", None)
+    if fields:
+        return TextBuilder.from_config(list(fields), tokenizer=tokenizer)
+    recipe = getattr(scorer, "text_builder", None)
+    if callable(recipe):
+        return recipe()
+    return TextBuilder.from_config(list(dataset.fields), tokenizer=tokenizer)
+
+
 def _select_queries(judgments: pd.DataFrame, settings: EvalSettings) -> pd.DataFrame:
     qids = judgments["query_id"].drop_duplicates().sort_values()
     if settings.max_queries is not None and len(qids) > settings.max_queries:
@@ -114,7 +129,9 @@ def _rerank(judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer) -> Run:
     return run
 
 
-def _retrieve(dataset: Dataset, judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer, depth: int) -> Run:
+def _retrieve(
+    dataset: Dataset, judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer, depth: int
+) -> Run:
     from distilrel.retrieve.bm25 import BM25Scorer
 
     queries = judged.drop_duplicates("query_id")
@@ -144,14 +161,27 @@ def _retrieve(dataset: Dataset, judged: pd.DataFrame, texts: dict[str, str], sco
     return run
 
 
-def _classifier_metrics(judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer, k: int) -> dict[str, float]:
+def _classifier_metrics(
+    judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer, levels: LevelMapping
+) -> dict[str, float]:
+    """Level accuracy and macro-F1, in the scorer's own level scale.
+
+    A teacher trained on several datasets predicts ONE target scale (e.g. 5 levels); the dataset's human
+    levels are moved onto it with the same relative-grade policy training used (``remap_levels``).
+    """
     probs = np.asarray(scorer.predict_levels(judged["query"].tolist(), [texts[d] for d in judged["doc_id"]]))
-    if probs.ndim != 2 or probs.shape[1] != k:
-        # A teacher trained on another level scale cannot be scored level by level on this dataset.
-        return {}
-    true = judged["level"].to_numpy()
+    target: LevelMapping = getattr(scorer, "levels", None) or levels
+    if probs.ndim != 2 or probs.shape[1] != target.k:
+        raise ValueError(
+            f"scorer {scorer.name!r} gave levels of shape {probs.shape}; expected (n, {target.k})"
+        )
+    to_target = np.asarray(remap_levels(levels, target)) if target != levels else np.arange(levels.k)
+    true = to_target[judged["level"].to_numpy()]
     pred = probs.argmax(axis=1)
-    return {"level_accuracy": float(level_accuracy(true, pred)), "macro_f1": float(macro_f1(true, pred, k))}
+    return {
+        "level_accuracy": float(level_accuracy(true, pred)),
+        "macro_f1": float(macro_f1(true, pred, target.k)),
+    }
 
 
 def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: EvalSettings) -> EvalResult:
@@ -162,9 +192,11 @@ def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: E
     metrics = settings.metrics or (RETRIEVE_METRICS if dataset.task == "retrieve" else DEFAULT_METRICS)
     levels = dataset.levels
 
-    needed = dataset.documents if dataset.task == "retrieve" else dataset.documents[
-        dataset.documents["doc_id"].isin(set(judged["doc_id"]))
-    ]
+    needed = (
+        dataset.documents
+        if dataset.task == "retrieve"
+        else dataset.documents[dataset.documents["doc_id"].isin(set(judged["doc_id"]))]
+    )
     texts = dict(zip(needed["doc_id"], builder.build_many(needed), strict=True))
 
     if dataset.task == "retrieve":
@@ -194,7 +226,7 @@ def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: E
     per_query = per_query.join(seg)
 
     classifier = (
-        _classifier_metrics(judged, texts, scorer, levels.k)
+        _classifier_metrics(judged, texts, scorer, levels)
         if scorer.predicts_levels and dataset.task == "rerank"
         else {}
     )

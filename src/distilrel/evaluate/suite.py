@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from distilrel.evaluate.report import markdown_table, write_outputs
-from distilrel.evaluate.runner import EvalSettings, evaluate
+from distilrel.evaluate.runner import EvalSettings, evaluate, text_builder_for
 from distilrel.io import atomic_path, write_text
 
 TABLE_METRICS = ("ndcg@10", "p@8", "ndcg", "mrr@10", "recall@100")
@@ -38,7 +38,6 @@ def run_suite(
 ) -> pd.DataFrame:
     from distilrel.data import load_dataset
     from distilrel.evaluate.scorers import load_scorer
-    from distilrel.text.builder import TextBuilder
 
     rows = []
     loaded_scorers: dict[str, object] = {}
@@ -46,23 +45,37 @@ def run_suite(
         ds = load_dataset(ds_name, data_dir=data_dir)
         for sc_name in scorers:
             folder = out / ds_name / sc_name.replace("/", "_")
-            key = {"dataset": ds_name, "scorer": sc_name, "split": split, "max_queries": max_queries,
-                   "fields": list(ds.fields)}
+            key = {
+                "dataset": ds_name,
+                "scorer": sc_name,
+                "split": split,
+                "max_queries": max_queries,
+                "fields": list(ds.fields),
+            }
             info = _up_to_date(folder, key)
             if info is None:
                 scorer = loaded_scorers.get(sc_name) or load_scorer(sc_name)
                 loaded_scorers[sc_name] = scorer
-                builder = TextBuilder.from_config(list(ds.fields), tokenizer=getattr(scorer, "tokenizer", None))
+                builder = text_builder_for(scorer, ds)
                 res = evaluate(ds, scorer, builder, EvalSettings(split=split, max_queries=max_queries))  # type: ignore[arg-type]
                 gains = dict(zip(ds.levels.names, ds.levels.gains, strict=True))
                 write_outputs(res, folder, {"settings": key, "gains": gains})
                 info = json.loads((folder / "metrics.json").read_text())
-                log(f"{ds_name:12s} {sc_name:10s} ndcg@10={res.summary.get('ndcg@10', float('nan')):.4f} "
-                    f"({res.seconds:.0f} s)")
+                log(
+                    f"{ds_name:12s} {sc_name:10s} ndcg@10={res.summary.get('ndcg@10', float('nan')):.4f} "
+                    f"({res.seconds:.0f} s)"
+                )
             else:
                 log(f"{ds_name:12s} {sc_name:10s} up to date, skipped")
-            rows.append({"dataset": ds_name, "scorer": info["scorer"], "queries": info["queries"],
-                         **{m: info["metrics"].get(m) for m in TABLE_METRICS}, "seconds": info["seconds"]})
+            rows.append(
+                {
+                    "dataset": ds_name,
+                    "scorer": info["scorer"],
+                    "queries": info["queries"],
+                    **{m: info["metrics"].get(m) for m in TABLE_METRICS},
+                    "seconds": info["seconds"],
+                }
+            )
     table = pd.DataFrame(rows)
     write_results(table, out)
     return table

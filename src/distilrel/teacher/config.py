@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distilrel.data.levels import LevelMapping, preset
+from distilrel.data.levels import LevelMapping, preset, remap_levels  # noqa: F401 — re-exported
 
 POOLINGS = ("auto", "cls", "mean", "last")
 ACTIVATIONS = ("tanh", "gelu", "relu", "identity")
@@ -186,7 +186,7 @@ class FieldConfig:
 
     def builder_dict(self) -> dict[str, Any]:
         """The text builder's part (what ``distilrel.json`` stores)."""
-        return {"name": self.name, "label": self.label, "max_tokens": self.max_tokens}
+        return {"name": self.name, "label": self.label, "max_tokens": self.max_tokens, "required": self.required}
 
 
 def _fields_from_toml(raw: Mapping[str, Any], source: str) -> tuple[FieldConfig, ...]:
@@ -474,20 +474,3 @@ def load_config(path: str | Path) -> TeacherConfig:
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from e
     return TeacherConfig.from_dict(raw, source=str(path))
-
-
-def remap_levels(source: LevelMapping, target: LevelMapping) -> list[int]:
-    """Target level index for each of ``source``'s levels, by nearest relative grade (ties: more relevant).
-
-    CrowdFlower (grades 3..0) onto the 5-level guideline (4..0): 4->excellent, 3->good, 2->bad, 1->irrelevant.
-    """
-
-    def rel(grades: Sequence[int]) -> list[float]:
-        lo, hi = min(grades), max(grades)
-        if hi == lo:
-            raise ValueError(f"level mapping {list(grades)} has a single grade; cannot place it on a scale")
-        return [(g - lo) / (hi - lo) for g in grades]
-
-    src, tgt = rel(source.grades), rel(target.grades)
-    # Target levels are ordered most relevant first, so min() over the index breaks ties upward.
-    return [min(range(len(tgt)), key=lambda j, r=r: (round(abs(tgt[j] - r), 9), j)) for r in src]

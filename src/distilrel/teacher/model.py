@@ -303,8 +303,11 @@ def build_teacher(
     if model_cfg.gradient_checkpointing:
         _enable_checkpointing(backbone)
     use_lora = model_cfg.lora.enabled if model_cfg.lora.enabled is not None else family == "decoder"
-    lora = model_cfg.lora if use_lora else None
-    if lora is not None:
+    lora = None
+    if use_lora:
+        # Record what was applied (distilrel.json shows it), not the config's "auto" / empty defaults.
+        targets = model_cfg.lora.target_modules or _as_tuple(default_lora_targets(config))
+        lora = dataclasses.replace(model_cfg.lora, enabled=True, target_modules=targets)
         backbone = _apply_lora(backbone, lora)
 
     pooling = model_cfg.pooling if model_cfg.pooling != "auto" else ("cls" if family == "encoder" else "last")
@@ -320,6 +323,10 @@ def build_teacher(
         lora=lora,
     )
     return model, tokenizer
+
+
+def _as_tuple(targets: list[str] | str) -> tuple[str, ...]:
+    return (targets,) if isinstance(targets, str) else tuple(targets)
 
 
 def _enable_checkpointing(backbone: nn.Module) -> None:
@@ -338,7 +345,8 @@ def _apply_lora(backbone: nn.Module, lora: LoraSettings) -> nn.Module:
         from peft import LoraConfig, get_peft_model
     except ImportError as e:
         raise ImportError("LoRA needs the peft package: pip install peft") from e
-    targets: list[str] | str = list(lora.target_modules) or default_lora_targets(backbone.config)
+    # peft reads the string "all-linear" as a mode, a list as module names.
+    targets = "all-linear" if lora.target_modules == ("all-linear",) else list(lora.target_modules)
     cfg = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from distilrel.data.levels import LevelMapping
 from distilrel.evaluate.scorer import Scorer
 from distilrel.teacher.model import LoadedTeacher, load_teacher
 from distilrel.teacher.predict import expected_gain, predict_levels
@@ -32,6 +33,10 @@ class TeacherScorer(Scorer):
     @property
     def text_fields(self) -> tuple[dict[str, Any], ...]:
         return self.teacher.text_fields
+
+    @property
+    def levels(self) -> LevelMapping:
+        return self.teacher.levels
 
     @property
     def gains(self) -> tuple[float, ...]:
@@ -67,4 +72,12 @@ def load_teacher_scorer(
 ) -> TeacherScorer:
     """A scorer over the teacher folder at ``path`` (``distilrel.json`` with kind ``teacher``)."""
     teacher = load_teacher(path, device=device)
-    return TeacherScorer(teacher, batch_size=batch_size, progress=progress, name=f"teacher:{Path(path).name}")
+    return TeacherScorer(
+        teacher, batch_size=batch_size, progress=progress, name=f"teacher:{_run_name(Path(path))}"
+    )
+
+
+def _run_name(path: Path) -> str:
+    """``runs/teacher-minilm/model`` → ``teacher-minilm``: the run folder names a model better."""
+    path = path.resolve()
+    return path.parent.name if path.name == "model" else path.name

@@ -242,6 +242,8 @@ class RichProgressCallback(TrainerCallback):
             return
         if "loss" in logs:
             self.progress.update(self.task, description=f"loss {logs['loss']:.4f}")
+            if not self.console.is_terminal:  # no live bar in a log file: one line per logging step
+                self.console.print(f"step {state.global_step}/{state.max_steps}: loss {logs['loss']:.4f}")
         shown = {k[5:]: v for k, v in logs.items() if k.startswith("eval_") and k != "eval_runtime"}
         if shown:
             text = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())

@@ -28,11 +28,14 @@ _ENCODE_BATCH = 1024
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One document field. ``label`` None: the field name; ``""``: no prefix. ``max_tokens`` None: no cut."""
+    """One document field. ``label`` None: the field name; ``""``: no prefix. ``max_tokens`` None: no cut.
+    ``required`` False: a collection without this column reads it as empty (one recipe can serve a dataset
+    with descriptions and one without, as a teacher trained on both needs)."""
 
     name: str
     label: str | None = None
     max_tokens: int | None = None
+    required: bool = True
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -85,7 +88,7 @@ class TextBuilder:
         separator: str = "\n",
     ) -> TextBuilder:
         """From a list like ``["title", {"name": "description", "label": "desc", "max_tokens": 64}]``."""
-        allowed = {"name", "label", "max_tokens"}
+        allowed = {"name", "label", "max_tokens", "required"}
         specs: list[FieldSpec] = []
         for item in config:
             if isinstance(item, FieldSpec):
@@ -118,7 +121,7 @@ class TextBuilder:
         self._check_fields(list(record.keys()), "record")
         parts = []
         for spec in self.fields:
-            value = self._truncate([collapse_whitespace(record[spec.name])], spec.max_tokens)[0]
+            value = self._truncate([collapse_whitespace(record.get(spec.name, ""))], spec.max_tokens)[0]
             if value:
                 parts.append(spec.prefix + value)
         return self.separator.join(parts)
@@ -129,6 +132,8 @@ class TextBuilder:
         self._check_fields(list(documents.columns), "documents")
         columns = [
             self._truncate([collapse_whitespace(v) for v in documents[spec.name].tolist()], spec.max_tokens)
+            if spec.name in documents.columns
+            else [""] * len(documents)
             for spec in self.fields
         ]
         texts = []
@@ -142,7 +147,7 @@ class TextBuilder:
         return [content_hash(t) for t in self.build_many(documents)]
 
     def _check_fields(self, available: list[object], what: str) -> None:
-        missing = [n for n in self.names if n not in available]
+        missing = [f.name for f in self.fields if f.required and f.name not in available]
         if missing:
             raise ValueError(
                 f"text field(s) {missing} not found in the {what}; available columns: {available}"
