@@ -183,7 +183,7 @@ def recall_at_10(index: VectorIndex, x: np.ndarray, queries: np.ndarray) -> floa
     [
         (IndexConfig(), "flat", 1.0),
         (IndexConfig(kind="hnsw", hnsw_m=16), "hnsw", 0.9),
-        (IndexConfig(kind="ivfpq", nlist=16, pq_m=8, nprobe=16), "ivfpq", 0.5),
+        (IndexConfig(kind="ivfpq", nlist=16, pq_m=16, pq_bits=6, nprobe=16), "ivfpq", 0.5),
         (IndexConfig(exact_max=100), "hnsw", 0.9),
     ],
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from distilrel.data.schema import Dataset
 from distilrel.evaluate.report import markdown_table, write_outputs
 from distilrel.evaluate.runner import EvalSettings, evaluate, text_builder_for
 from distilrel.io import atomic_path, write_text
@@ -28,7 +29,7 @@ def _up_to_date(folder: Path, settings_key: dict[str, object]) -> dict[str, obje
 
 
 def run_suite(
-    datasets: Sequence[str],
+    datasets: Sequence[str | Dataset],
     scorers: Sequence[str],
     out: Path,
     split: str = "test",
@@ -41,8 +42,9 @@ def run_suite(
 
     rows = []
     loaded_scorers: dict[str, object] = {}
-    for ds_name in datasets:
-        ds = load_dataset(ds_name, data_dir=data_dir)
+    for item in datasets:
+        ds = item if isinstance(item, Dataset) else load_dataset(item, data_dir=data_dir)
+        ds_name = ds.name
         for sc_name in scorers:
             folder = out / ds_name / sc_name.replace("/", "_")
             key = {
