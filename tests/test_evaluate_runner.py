@@ -34,8 +34,8 @@ def shop(tmp_path: Path) -> Path:
     ]  # fmt: skip
     pd.DataFrame(rows, columns=["query", "doc_id", "grade", "split"]).to_csv(tmp_path / "j.csv", index=False)
     docs = {
-        "d1": "red running shoes", "d2": "garden hose", "d3": "blue electric kettle", "d4": "kitchen knife block",
-        "d5": "blue tea kettle lid", "d6": "steel chef knife",
+        "d1": "red running shoes", "d2": "garden hose", "d3": "blue electric kettle",
+        "d4": "kitchen knife block", "d5": "blue tea kettle lid", "d6": "steel chef knife",
     }  # fmt: skip
     pd.DataFrame({"doc_id": list(docs), "title": list(docs.values())}).to_parquet(tmp_path / "d.parquet")
     return tmp_path
