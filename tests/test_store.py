@@ -190,10 +190,10 @@ def recall_at_10(index: VectorIndex, x: np.ndarray, queries: np.ndarray) -> floa
 def test_index_kinds_search_by_cosine(
     tmp_path: Path, config: IndexConfig, kind: str, min_recall: float
 ) -> None:
-    x = random_unit(3000, 32)
-    ids = [f"d{i}" for i in range(3000)]
+    x = random_unit(1500, 32)
+    ids = [f"d{i}" for i in range(1500)]
     index = VectorIndex.build(x, ids, config, model_id="m", generation=7)
-    assert index.kind == kind and len(index) == 3000
+    assert index.kind == kind and len(index) == 1500
     queries = random_unit(50, 32, seed=1)
     assert recall_at_10(index, x, queries) >= min_recall
     loaded = VectorIndex.load(index.save(tmp_path / "index"))

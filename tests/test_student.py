@@ -486,6 +486,26 @@ def test_prepare_merges_caps_and_guards_eval_queries(bert_dir: Path, tmp_path: P
     assert leak["query"] not in {e.query for e in prep.train.examples}
 
 
+def test_an_optional_field_reads_empty_where_a_dataset_lacks_it(bert_dir: Path, tmp_path: Path) -> None:
+    a = toy_dataset("a")
+    b = toy_dataset("b")
+    b = Dataset("b", b.documents.drop(columns=["description"]), b.judgments, b.levels, ("title",))
+    text = 'fields = ["title", { name = "description", required = false }]'
+    path = write_config(tmp_path, bert_dir, loss="kl = 0\nce = 1", text=text)
+    path.write_text(path.read_text().replace('datasets = ["toy"]', 'datasets = ["a", "b"]'))
+    prep = prepare(load_config(path), [a, b], log=lambda _: None)
+
+    texts = {name: [e.doc for e in prep.train.examples if e.group.startswith(f"{name}\x1f")] for name in "ab"}
+    assert texts["b"] and not any("description" in t for t in texts["b"])
+    assert all("description: a " in t for t in texts["a"])
+    assert prep.text_fields[1]["name"] == "description" and prep.text_fields[1]["required"] is False
+    assert prep.evaluator is not None and len(prep.evaluator.targets) == 2
+    strict = write_config(tmp_path, bert_dir, loss="kl = 0\nce = 1")  # description required by default
+    strict.write_text(strict.read_text().replace('datasets = ["toy"]', 'datasets = ["a", "b"]'))
+    with pytest.raises(ConfigError, match="field 'description' is not a column of dataset 'b'"):
+        prepare(load_config(strict), [a, b])
+
+
 # --- end to end: train, checkpoints, resume, the saved model as a Scorer ----------------------------------
 
 

@@ -8,6 +8,7 @@ from distilrel.cli import data as data_cmd
 from distilrel.cli.baselines import baselines
 from distilrel.cli.evaluate import compare, evaluate
 from distilrel.cli.label import label, logs_app
+from distilrel.cli.teacher import app as teacher_app
 
 app = typer.Typer(
     name="distilrel",

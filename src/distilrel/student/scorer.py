@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from distilrel.data.levels import LevelMapping
 from distilrel.evaluate.scorer import Scorer
 from distilrel.student.model import StudentModel, load_student
 
@@ -69,6 +70,10 @@ class StudentScorer(Scorer):
     @property
     def predicts_levels(self) -> bool:
         return True
+
+    @property
+    def levels(self) -> LevelMapping:
+        return self.model.levels
 
     @property
     def tokenizer(self) -> Any:

@@ -3,7 +3,7 @@
 Training pairs:
 
 * human pairs: the train split of each ``[data]`` dataset, its levels moved onto the ``[levels]`` scale
-  (:func:`distilrel.teacher.config.remap_levels`, the teacher's policy);
+  (:func:`distilrel.data.levels.remap_levels`, the teacher's policy);
 * pseudo-labelled pairs: rows of the ``pseudo_labels`` table (``dataset``, ``query``, ``doc_id`` and/or
   ``text``, ``probs`` = K floats), at most ``pseudo_ratio`` x the number of human pairs, whole queries
   sampled with the data seed. A row that repeats a human pair gives that pair its teacher distribution
@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from distilrel.data.levels import LevelMapping
+from distilrel.data.levels import LevelMapping, remap_levels
 from distilrel.data.schema import DataError, Dataset
 from distilrel.io import write_json
 from distilrel.student.collator import NO_LEVEL, PairDataset, PairExample
 from distilrel.student.config import ConfigError, StudentConfig
-from distilrel.teacher.config import FieldConfig, remap_levels
+from distilrel.teacher.config import FieldConfig
 
 if TYPE_CHECKING:
     from distilrel.student.model import StudentModel, StudentSettings
@@ -110,37 +110,27 @@ def load_datasets(config: StudentConfig) -> dict[str, Dataset]:
     return out
 
 
-def make_builders(
-    config: StudentConfig, datasets: Mapping[str, Dataset], tokenizer: object | None
-) -> tuple[dict[str, Dataset], dict[str, TextBuilder]]:
-    """One text builder per dataset, and the datasets with empty columns for optional fields they lack."""
-    from distilrel.text.builder import TextBuilder
-
-    fields = config.fields
-    if fields:
-        for f in fields:
-            if not f.required and not any(f.name in ds.documents.columns for ds in datasets.values()):
-                raise ConfigError(f"{config.source}: [text] field {f.name!r} is in no dataset's documents")
-    builders: dict[str, TextBuilder] = {}
-    patched: dict[str, Dataset] = {}
-    for name, ds in datasets.items():
-        specs = fields or tuple(FieldConfig(name=n) for n in ds.fields)
-        docs = ds.documents
-        for f in specs:
-            if f.name in docs.columns:
-                continue
-            if f.required:
-                raise ConfigError(
-                    f"{config.source}: [text] field {f.name!r} is not a column of dataset {name!r}'s "
-                    f"documents (columns: {[c for c in docs.columns if c not in ('doc_id', 'language')]}); "
-                    "set required = false to read it as empty text there"
-                )
-            docs = docs.assign(**{f.name: ""})  # optional and absent here: reads as empty text
-        if docs is not ds.documents:
-            ds = Dataset(ds.name, docs, ds.judgments, ds.levels, ds.fields, ds.task, ds.segments, ds.meta)
-        patched[name] = ds
-        builders[name] = TextBuilder.from_config([f.builder_dict() for f in specs], tokenizer=tokenizer)
-    return patched, builders
+def resolve_fields(config: StudentConfig, datasets: Mapping[str, Dataset]) -> tuple[FieldConfig, ...]:
+    """One text recipe for every dataset (the teacher's rules): the configured fields, each required one
+    present in every dataset and each optional one in at least one; by default the union of the datasets'
+    fields, required where every dataset has it."""
+    if not config.fields:
+        names = list(dict.fromkeys(f for ds in datasets.values() for f in ds.fields))
+        return tuple(
+            FieldConfig(name=n, required=all(n in ds.documents.columns for ds in datasets.values()))
+            for n in names
+        )
+    for f in config.fields:
+        lacking = [name for name, ds in datasets.items() if f.name not in ds.documents.columns]
+        if f.required and lacking:
+            have = [c for c in datasets[lacking[0]].documents.columns if c not in ("doc_id", "language")]
+            raise ConfigError(
+                f"{config.source}: [text] field {f.name!r} is not a column of dataset {lacking[0]!r}'s "
+                f"documents (columns: {have}); fix the name or set required = false to read it as empty there"
+            )
+        if len(lacking) == len(datasets):
+            raise ConfigError(f"{config.source}: [text] field {f.name!r} is in no dataset's documents")
+    return config.fields
 
 
 def human_examples(
@@ -404,6 +394,7 @@ def prepare(config: StudentConfig, datasets: Sequence[Dataset] | None = None, lo
     """
     from transformers import AutoTokenizer
 
+    from distilrel.text.builder import TextBuilder
     from distilrel.weights import model_prefixes
 
     levels = config.level_mapping
@@ -416,12 +407,14 @@ def prepare(config: StudentConfig, datasets: Sequence[Dataset] | None = None, lo
         raise ConfigError(
             f"{config.source}: [data] dataset(s) {absent} were not among the datasets given {sorted(loaded)}"
         )
-    loaded, builders = make_builders(config, loaded, tokenizer)
+    fields = resolve_fields(config, loaded)
+    builder = TextBuilder.from_config([f.builder_dict() for f in fields], tokenizer=tokenizer)
+    builders = dict.fromkeys(loaded, builder)  # one recipe: the saved student records it
     human, index, per_dataset = human_examples(config, loaded, builders, levels)
     counts: dict[str, Any] = {"human": per_dataset}
     pseudo: list[PairExample] = []
     if config.data.pseudo_labels and config.data.pseudo_ratio > 0:
-        recipe = [f.builder_dict() for f in config.fields] or None
+        recipe = [f.builder_dict() for f in fields]
         table = read_pseudo_labels(config.data.pseudo_labels, levels.k, levels.names, recipe, tokenizer)
         pseudo, counts["pseudo"] = pseudo_examples(config, table, loaded, builders, human, index, log)
     examples = human + pseudo
