@@ -8,6 +8,7 @@ from distilrel.cli import data as data_cmd
 from distilrel.cli.baselines import baselines
 from distilrel.cli.evaluate import compare, evaluate
 from distilrel.cli.label import label, logs_app
+from distilrel.cli.student import app as student_app
 from distilrel.cli.teacher import app as teacher_app
 
 app = typer.Typer(
@@ -20,17 +21,10 @@ app.add_typer(data_cmd.app, name="data")
 app.command()(evaluate)
 app.command()(compare)
 app.command()(baselines)
+app.add_typer(teacher_app, name="teacher", help="Train a K-level cross-encoder teacher and predict with it.")
 app.add_typer(logs_app, name="logs", help="Build the unlabelled (query, document) pool from search logs.")
 app.command()(label)
-
-try:  # the teacher CLI lands with its stage
-    from distilrel.cli.teacher import app as teacher_app
-
-    app.add_typer(
-        teacher_app, name="teacher", help="Train a K-level cross-encoder teacher and predict with it."
-    )
-except ImportError:  # pragma: no cover
-    pass
+app.add_typer(student_app, name="student", help="Distil the teacher into a bi-encoder student.")
 
 
 if __name__ == "__main__":
