@@ -8,9 +8,13 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test lint format baselines bench clean
+.PHONY: install system-deps demo test lint format baselines bench clean
 
 install: $(STAMP)
+
+# Real servers the tests start on 127.0.0.1 come from Debian packages.
+system-deps:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +28,7 @@ demo: install
 		--out runs/demo
 	@echo "report: runs/demo/results.md"
 
-test: install
+test: install system-deps
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -q -ra
 

@@ -34,18 +34,8 @@ def write() -> WriteTable:
 @pytest.fixture(scope="session")
 def tiny_tokenizer() -> object:
     """A BERT-style WordPiece tokenizer over a 25-token vocabulary, built in memory (no download)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tiny import wordpiece_tokenizer
 
     words = ["red", "blue", "shoe", "shoes", "for", "running", "with", "soft", "sole", "soles", "a", "the"]
     words += ["lamp", "desk", "led", "bright", "light", "warm"]
-    vocab = {
-        tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words, "##s", "##ing", "run"])
-    }
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]"
-    )
+    return wordpiece_tokenizer([*words, "##s", "##ing", "run"])

@@ -29,6 +29,7 @@ from distilrel.label.job import (
 )
 from distilrel.label.pool import build_pool_tables, pool_texts
 from distilrel.label.shards import MANIFEST, read_labels, shard_path
+from tiny import save_tiny_bert, wordpiece_tokenizer
 
 WORDS = [
     "red", "blue", "white", "black", "warm", "bright", "soft", "led", "desk", "lamp",
@@ -41,34 +42,11 @@ GAINS = (4.0, 3.0, 2.0, 1.0, 0.0)
 
 def build_tiny_teacher(folder: Path) -> Path:
     """A real teacher folder (distilrel.json + weights + tokenizer) around a random 2-layer BERT."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
     from distilrel.data.levels import DEFAULT_5
     from distilrel.teacher.config import ModelConfig
     from distilrel.teacher.model import build_teacher, save_teacher
 
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
-    backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]"
-    )
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    backbone = folder / "backbone"
-    BertModel(config).save_pretrained(backbone)
-    tok.save_pretrained(backbone)
+    backbone = save_tiny_bert(folder / "backbone", wordpiece_tokenizer(WORDS))
     model, tokenizer = build_teacher(
         ModelConfig(backbone=str(backbone), max_length=32), DEFAULT_5, backbone_path=backbone
     )

@@ -219,36 +219,31 @@ def test_missing_column_names_file_and_columns(user_files: tuple[Path, Path]) ->
     assert str(j) in msg and "missing column(s) ['rating']" in msg and "'grade'" in msg
 
 
-def test_unknown_label_names_row_and_value(user_files: tuple[Path, Path], write: WriteTable) -> None:
-    j, d = user_files
+def error_after_edit(files: tuple[Path, Path], write: WriteTable, row: int, column: str, value: str) -> str:
+    """Set one cell (0-based ``row``) of the user's judgments file; the DataError loading it raises."""
+    j, d = files
     df = pd.read_csv(j, dtype=str)
-    df.loc[2, "grade"] = "7"
+    df.loc[row, column] = value
     write(j, df)
     with pytest.raises(DataError) as exc:
         load_user(j, d)
-    msg = error_text(exc)
-    assert msg.startswith(f"{j}: row 3: unknown label") and "label='7'" in msg
+    return error_text(exc)
+
+
+def test_unknown_label_names_row_and_value(user_files: tuple[Path, Path], write: WriteTable) -> None:
+    msg = error_after_edit(user_files, write, 2, "grade", "7")
+    assert msg.startswith(f"{user_files[0]}: row 3: unknown label") and "label='7'" in msg
 
 
 @pytest.mark.parametrize("blank", ["", "   ", "\t"])
 def test_empty_query_is_an_error(user_files: tuple[Path, Path], write: WriteTable, blank: str) -> None:
-    j, d = user_files
-    df = pd.read_csv(j, dtype=str)
-    df.loc[1, "q"] = blank
-    write(j, df)
-    with pytest.raises(DataError, match=re.escape(f"{j}: row 2: empty or whitespace-only query")):
-        load_user(j, d)
+    msg = error_after_edit(user_files, write, 1, "q", blank)
+    assert f"{user_files[0]}: row 2: empty or whitespace-only query" in msg
 
 
 def test_judged_doc_without_document_is_an_error(user_files: tuple[Path, Path], write: WriteTable) -> None:
-    j, d = user_files
-    df = pd.read_csv(j, dtype=str)
-    df.loc[3, "pid"] = "999"
-    write(j, df)
-    with pytest.raises(DataError) as exc:
-        load_user(j, d)
-    msg = error_text(exc)
-    assert msg.startswith(f"{j}: row 4: judged document not found") and "doc_id='999'" in msg
+    msg = error_after_edit(user_files, write, 3, "pid", "999")
+    assert msg.startswith(f"{user_files[0]}: row 4: judged document not found") and "doc_id='999'" in msg
 
 
 def test_conflicting_duplicate_judgments_name_both_rows(

@@ -97,9 +97,9 @@ def test_values_are_shared_through_redis_with_ttl(redis_server: RedisServer) -> 
 
 
 def test_service_survives_redis_going_down_and_uses_it_again(
-    redis_server: RedisServer, tmp_path: Path, tiny_tokenizer: Any
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    student = build_tiny_student(tmp_path / "student", tiny_tokenizer)
+    student = build_tiny_student(tmp_path / "student")
     store = make_store(student, tmp_path / "store")
     cache = RedisCache(redis_server.url, local=LRUCache(100), retry_after_s=0.2)
     engine = load_engine(student, store, cache=cache, device="cpu")

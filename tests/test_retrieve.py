@@ -11,6 +11,7 @@ from distilrel.evaluate.scorer import Retriever, Scorer
 from distilrel.evaluate.scorers import load_scorer
 from distilrel.retrieve import BiEncoderScorer, BM25Scorer, RandomScorer, tokenize
 from distilrel.retrieve.bm25 import lucene_idf
+from tiny import save_tiny_sentence_transformer
 
 CORPUS = {
     "d1": "red running shoes for men",
@@ -144,30 +145,8 @@ WORDS = [
 
 @pytest.fixture(scope="module")
 def tiny_st_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random BERT + WordPiece tokenizer wrapped as a sentence-transformers folder."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    root = tmp_path_factory.mktemp("tiny-st")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    hf_dir = root / "hf"
-    BertModel(config).save_pretrained(hf_dir)
-    tokenizer.save_pretrained(hf_dir)
-    st = SentenceTransformer(modules=[Transformer(str(hf_dir)), Pooling(16, "mean")], device="cpu")
-    st.save(str(root / "st"))
-    return root / "st"
+    """A 2-layer random BERT (hidden 16) + WordPiece tokenizer wrapped as a sentence-transformers folder."""
+    return save_tiny_sentence_transformer(tmp_path_factory.mktemp("tiny-st"), WORDS, hidden=16)
 
 
 def test_bi_encoder_scores_are_cosines_of_normalised_embeddings(tiny_st_model: Path) -> None:

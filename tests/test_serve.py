@@ -46,12 +46,34 @@ ADJECTIVES = ["soft", "bright", "warm", "running", "light"]
 # --- shared fixtures ------------------------------------------------------------------------------------
 
 
-def build_tiny_student(folder: Path, tokenizer: Any, **settings: Any) -> Path:
+def bert_tokenizer() -> Any:
+    """A WordPiece tokenizer over the catalog's words that adds [CLS] ... [SEP] like every BERT tokenizer
+    (so even an empty text has tokens to pool)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *COLORS, *PRODUCTS, *ADJECTIVES, "led", "the", "a", "##s"]
+    backend = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]"
+    )
+
+
+def build_tiny_student(folder: Path, tokenizer: Any | None = None, **settings: Any) -> Path:
     """A 2-layer random BERT (hidden 32) as both towers, default 5-level head; saved to ``folder``."""
     from transformers import BertConfig, BertModel
 
     from distilrel.student.model import StudentModel, StudentSettings
 
+    tokenizer = tokenizer or bert_tokenizer()
     bert = folder.parent / f"{folder.name}-bert"
     torch.manual_seed(0)
     config = BertConfig(
@@ -111,8 +133,8 @@ def run_server(app: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def student_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Any) -> Path:
-    return build_tiny_student(tmp_path_factory.mktemp("serve") / "student", tiny_tokenizer)
+def student_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_student(tmp_path_factory.mktemp("serve") / "student")
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +305,7 @@ def test_api_key(engine: Engine) -> None:
         assert httpx.get(f"{url}/healthz").status_code == 200  # probes need no key
 
 
-def test_teacher_rescores_the_head(student_dir: Path, store_dir: Path, tiny_tokenizer: Any) -> None:
+def test_teacher_rescores_the_head(student_dir: Path, store_dir: Path) -> None:
     from distilrel.teacher.config import ModelConfig
     from distilrel.teacher.model import build_teacher, save_teacher
     from distilrel.teacher.scorer import load_teacher_scorer
@@ -318,10 +340,8 @@ def test_teacher_rescores_the_head(student_dir: Path, store_dir: Path, tiny_toke
 # --- engine parts -----------------------------------------------------------------------------------------
 
 
-def test_engine_refuses_mismatched_parts(
-    student_dir: Path, store_dir: Path, tmp_path: Path, tiny_tokenizer: Any
-) -> None:
-    other = build_tiny_student(tmp_path / "other", tiny_tokenizer, max_doc_length=20)
+def test_engine_refuses_mismatched_parts(student_dir: Path, store_dir: Path, tmp_path: Path) -> None:
+    other = build_tiny_student(tmp_path / "other", max_doc_length=20)
     assert student_ids(other)[1] != student_ids(student_dir)[1]  # another doc tower, another model id
     with pytest.raises(EngineSetupError, match="run `distilrel embed` with this student"):
         load_engine(other, store_dir, device="cpu")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -183,7 +182,7 @@ def recall_at_10(index: VectorIndex, x: np.ndarray, queries: np.ndarray) -> floa
     [
         (IndexConfig(), "flat", 1.0),
         (IndexConfig(kind="hnsw", hnsw_m=16), "hnsw", 0.9),
-        (IndexConfig(kind="ivfpq", nlist=16, pq_m=16, pq_bits=6, nprobe=16), "ivfpq", 0.5),
+        (IndexConfig(kind="ivfpq", nlist=8, pq_m=16, pq_bits=4, nprobe=8), "ivfpq", 0.45),
         (IndexConfig(exact_max=100), "hnsw", 0.9),
     ],
 )
@@ -229,7 +228,7 @@ def test_build_index_from_the_store(tmp_path: Path) -> None:
 # --- the CLI with a real (tiny) student --------------------------------------------------------------
 
 
-def test_embed_and_index_build_cli(tmp_path: Path, tiny_tokenizer: Any) -> None:
+def test_embed_and_index_build_cli(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
@@ -237,7 +236,7 @@ def test_embed_and_index_build_cli(tmp_path: Path, tiny_tokenizer: Any) -> None:
     from test_serve import build_tiny_student
     from test_serve import catalog as product_catalog
 
-    student = build_tiny_student(tmp_path / "student", tiny_tokenizer)
+    student = build_tiny_student(tmp_path / "student")
     docs = product_catalog()
     docs.to_parquet(tmp_path / "docs.parquet", index=False)
     root = typer.Typer()

@@ -1,4 +1,5 @@
-"""Student: a tiny random 2-layer BERT and its tokenizer built here, real files in tmp_path."""
+"""Student: a tiny random 2-layer BERT and its tokenizer built in the test (tiny.py), real files in
+tmp_path."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+import tiny
 from distilrel.data.levels import CROWDFLOWER, DEFAULT_5, LevelMapping
 from distilrel.data.schema import DataError, Dataset
 from distilrel.student.collator import PairDataset, PairExample, StudentCollator
@@ -28,98 +30,24 @@ from distilrel.student.model import StudentModel, StudentSettings, load_student
 from distilrel.student.scorer import StudentScorer
 from distilrel.student.train import CHECKPOINT_DIR, INFO_FILE, MODEL_DIR, prepare, train_student
 from distilrel.student.trainer import QueryGroupedSampler, StudentTrainer
+from tiny import COLORS, FILLER, PRODUCTS, save_tiny_bert, wordpiece_tokenizer
 
-COLORS = ["red", "blue", "green", "black", "white", "grey"]
-PRODUCTS = ["shoe", "lamp", "desk", "chair", "knife", "hose"]
-FILLER = ["soft", "bright", "steel", "cotton", "large", "small"]
 WORDS = [*COLORS, *PRODUCTS, *FILLER, "a", "item", "query", "passage", ":", "title", "description"]
 
 
-# --- fixtures: a toy judged collection and a tiny backbone ------------------------------------------------
+# --- fixtures: a tiny backbone (the toy judged collection is tiny.toy_dataset, with a test split) ----------
 
 
-def toy_dataset(name: str = "toy", levels: LevelMapping = DEFAULT_5, n_queries: int = 12) -> Dataset:
-    """Query "color product"; a document's level is how much of the query its title repeats."""
-    docs, judg = [], []
-    for q in range(n_queries):
-        color, product = COLORS[q % 6], PRODUCTS[(q // 2) % 6]
-        split = "validation" if q % 4 == 3 else "test" if q % 4 == 2 else "train"
-        for lv in range(levels.k):
-            other_c, other_p = COLORS[(q + lv) % 6], PRODUCTS[(q // 2 + lv) % 6]
-            words = (
-                [color, product]
-                if lv == 0
-                else [color, other_p]
-                if lv < levels.k // 2
-                else [other_c, other_p]
-            )
-            did = f"{name}-{q}-{lv}"
-            docs.append(
-                {
-                    "doc_id": did,
-                    "language": "en",
-                    "title": " ".join([*words, FILLER[lv % 6]]),
-                    "description": f"a {FILLER[q % 6]} item",
-                }
-            )
-            judg.append(
-                {
-                    "query_id": f"q{q}",
-                    "query": f"{color} {product}",
-                    "doc_id": did,
-                    "level": lv,
-                    "label": levels.names[lv],
-                    "split": split,
-                    "language": "en",
-                }
-            )
-    return Dataset(name, pd.DataFrame(docs), pd.DataFrame(judg), levels, ("title", "description"))
-
-
-def _tokenizer() -> Any:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    backend = Tokenizer(
-        models.WordPiece({t: i for i, t in enumerate([*specials, *WORDS])}, unk_token="[UNK]")
-    )
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        pad_token="[PAD]",
-        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-    )
+def toy_dataset(name: str = "toy", levels: LevelMapping = DEFAULT_5) -> Dataset:
+    """With test queries besides validation ones: pseudo labels of either must be kept out of training."""
+    return tiny.toy_dataset(name, levels, test_split=True)
 
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tok = _tokenizer()
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
+    return save_tiny_bert(
+        tmp_path_factory.mktemp("tiny-bert"), wordpiece_tokenizer(WORDS, bert_template=True)
     )
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 def tiny_student(bert_dir: Path, levels: LevelMapping = DEFAULT_5, **settings: Any) -> StudentModel:
@@ -444,7 +372,9 @@ def test_prepare_rejects_unknown_backbone_missing_fields_and_k_mismatch(
     cfg = load_config(
         write_config(tmp_path, bert_dir, loss="kl = 0\nce = 1", text='fields = ["title", "brand"]')
     )
-    with pytest.raises(ConfigError, match=r"field 'brand' is not a column of dataset 'toy'"):
+    with pytest.raises(
+        ConfigError, match=r"field 'brand' is missing from the documents of dataset\(s\) \['toy'\]"
+    ):
         prepare(cfg, [ds])
 
     labels = write_pseudo_labels(tmp_path / "labels4.parquet", ds, k=4)
@@ -502,7 +432,9 @@ def test_an_optional_field_reads_empty_where_a_dataset_lacks_it(bert_dir: Path, 
     assert prep.evaluator is not None and len(prep.evaluator.targets) == 2
     strict = write_config(tmp_path, bert_dir, loss="kl = 0\nce = 1")  # description required by default
     strict.write_text(strict.read_text().replace('datasets = ["toy"]', 'datasets = ["a", "b"]'))
-    with pytest.raises(ConfigError, match="field 'description' is not a column of dataset 'b'"):
+    with pytest.raises(
+        ConfigError, match=r"field 'description' is missing from the documents of dataset\(s\) \['b'\]"
+    ):
         prepare(load_config(strict), [a, b])
 
 

@@ -1,4 +1,5 @@
-"""Teacher: tiny random BERT / Llama backbones with tokenizers built here, real files in tmp_path."""
+"""Teacher: tiny random BERT / Llama backbones and tokenizers built in the test (tiny.py), real files in
+tmp_path."""
 
 from __future__ import annotations
 
@@ -21,134 +22,32 @@ from distilrel.teacher.model import LAYOUT_HF, LAYOUT_SPLIT, build_teacher, load
 from distilrel.teacher.predict import predict_levels, predict_logits
 from distilrel.teacher.train import CHECKPOINTS, MODEL, SUMMARY, prepare, train_teacher
 from distilrel.teacher.trainer import TeacherEvaluator
+from tiny import (
+    COLORS,
+    FILLER,
+    PRODUCTS,
+    save_tiny_bert,
+    save_tiny_llama,
+    toy_dataset,
+    wordlevel_tokenizer,
+    wordpiece_tokenizer,
+)
 
-COLORS = ["red", "blue", "green", "black", "white", "grey"]
-PRODUCTS = ["shoe", "lamp", "desk", "chair", "knife", "hose"]
-FILLER = ["soft", "bright", "steel", "cotton", "large", "small"]
-
-
-# --- fixtures: a toy judged collection and tiny backbones -------------------------------------------
-
-
-def toy_dataset(name: str = "toy", levels: LevelMapping = DEFAULT_5, n_queries: int = 12) -> Dataset:
-    """Query "color product"; a document's level is how much of the query its title repeats."""
-    docs, judg = [], []
-    for q in range(n_queries):
-        color, product = COLORS[q % 6], PRODUCTS[(q // 2) % 6]
-        split = "validation" if q % 4 == 3 else "train"
-        for lv in range(levels.k):
-            other_c, other_p = COLORS[(q + lv) % 6], PRODUCTS[(q // 2 + lv) % 6]
-            words = (
-                [color, product]
-                if lv == 0
-                else [color, other_p]
-                if lv < levels.k // 2
-                else [other_c, other_p]
-            )
-            title = " ".join([*words, FILLER[lv % 6]])
-            did = f"{name}-{q}-{lv}"
-            docs.append(
-                {"doc_id": did, "language": "en", "title": title, "description": f"a {FILLER[q % 6]} item"}
-            )
-            judg.append(
-                {
-                    "query_id": f"q{q}",
-                    "query": f"{color} {product}",
-                    "doc_id": did,
-                    "level": lv,
-                    "label": levels.names[lv],
-                    "split": split,
-                    "language": "en",
-                }
-            )
-    return Dataset(name, pd.DataFrame(docs), pd.DataFrame(judg), levels, ("title", "description"))
+WORDS = [*COLORS, *PRODUCTS, *FILLER, "a", "item", "query", "document", ":", "title", "description"]
 
 
-def _tokenizer(kind: str) -> Any:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    words = [*COLORS, *PRODUCTS, *FILLER, "a", "item", "query", "document", ":", "title", "description"]
-    if kind == "bert":
-        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-        backend = Tokenizer(
-            models.WordPiece({t: i for i, t in enumerate([*specials, *words])}, unk_token="[UNK]")
-        )
-        backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        backend.decoder = decoders.WordPiece()
-        backend.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]",
-            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-            special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
-        )
-        return PreTrainedTokenizerFast(
-            tokenizer_object=backend,
-            unk_token="[UNK]",
-            cls_token="[CLS]",
-            sep_token="[SEP]",
-            pad_token="[PAD]",
-            model_input_names=["input_ids", "token_type_ids", "attention_mask"],
-        )
-    specials = ["<pad>", "<unk>", "<s>", "</s>"]
-    backend = Tokenizer(
-        models.WordLevel({t: i for i, t in enumerate([*specials, *words])}, unk_token="<unk>")
-    )
-    backend.normalizer = normalizers.Lowercase()
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="</s>",
-        model_input_names=["input_ids", "attention_mask"],
-    )
+# --- fixtures: tiny backbones (the toy judged collection is tiny.toy_dataset) ----------------------------
 
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tok = _tokenizer("bert")
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=64,
-    )
-    BertModel(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    tok = wordpiece_tokenizer(WORDS, bert_template=True)
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), tok, hidden=64, heads=4, intermediate=128)
 
 
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = _tokenizer("llama")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=2,
-        eos_token_id=3,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), wordlevel_tokenizer(WORDS))
 
 
 CONFIG_TEMPLATE = textwrap.dedent(
@@ -204,6 +103,11 @@ def write_config(
     return path
 
 
+def short_run(output_dir: Path, steps: int) -> dict[str, Any]:
+    """A ``[training]`` table: a few steps of 8 pairs, evaluated (and checkpointed) at the last one."""
+    return {"output_dir": str(output_dir), "max_steps": steps, "eval_steps": steps, "batch_size": 8}
+
+
 def mean_loss(model: torch.nn.Module, tokenizer: Any, ds: Dataset, max_length: int = 32) -> float:
     """Cross-entropy of ``model`` over every judged pair of ``ds`` (same text recipe as training)."""
     docs = ds.documents.set_index("doc_id")
@@ -252,7 +156,7 @@ def test_encoder_training_lowers_loss(tmp_path: Path, bert_dir: Path) -> None:
     assert summary["global_step"] == 40 and summary["best_metric"]["value"] is None
     meta = teacher.meta
     assert meta["kind"] == "teacher" and meta["layout"] == LAYOUT_HF and meta["pooling"] == "cls"
-    assert meta["text"]["fields"][0] == {"name": "title", "label": "title", "max_tokens": None}
+    assert meta["text"]["fields"][0] == {"name": "title", "label": "title", "max_tokens": None, "required": True}
     assert LevelMapping.from_dict(meta["levels"]) == DEFAULT_5
     assert meta["max_length"] == 32
 
@@ -448,12 +352,7 @@ def test_two_datasets_with_different_scales_train_together(tmp_path: Path, bert_
         {
             "data": {"datasets": ["toy", "cf"]},
             "model": {"backbone": str(bert_dir), "max_length": 32},
-            "training": {
-                "output_dir": str(tmp_path / "run2"),
-                "max_steps": 4,
-                "eval_steps": 4,
-                "batch_size": 8,
-            },
+            "training": short_run(tmp_path / "run2", steps=4),
         },
         source="test",
     )
@@ -573,12 +472,7 @@ def test_minilm_teacher_smoke_on_crowdflower(tmp_path: Path) -> None:
             "data": {"datasets": [{"name": "crowdflower", "max_train_pairs": 64, "max_eval_queries": 4}]},
             "model": {"backbone": cfg.model.backbone, "max_length": 64},
             "text": {"fields": [f for f in raw["fields"]]},
-            "training": {
-                "output_dir": str(tmp_path / "run"),
-                "max_steps": 3,
-                "eval_steps": 3,
-                "batch_size": 8,
-            },
+            "training": short_run(tmp_path / "run", steps=3),
         },
         source="smoke",
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from distilrel.cli.common import console, summary_table
+from distilrel.cli.teacher import MaxStepsOption, OutputDirOption, ResumeOption, with_run_flags
 
 app = typer.Typer(no_args_is_help=True, help="Train the distilled bi-encoder student.")
 
@@ -15,14 +16,9 @@ app = typer.Typer(no_args_is_help=True, help="Train the distilled bi-encoder stu
 @app.command()
 def train(
     config: Annotated[Path, typer.Option(help="student TOML config, e.g. configs/student-minilm.toml")],
-    max_steps: Annotated[
-        int | None, typer.Option(help="stop after this many optimiser steps (smoke runs)")
-    ] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="override [training] output_dir")] = None,
-    resume: Annotated[
-        bool | None,
-        typer.Option("--resume/--no-resume", help="continue from the last checkpoint (default: config)"),
-    ] = None,
+    max_steps: MaxStepsOption = None,
+    output_dir: OutputDirOption = None,
+    resume: ResumeOption = None,
 ) -> None:
     """Train from human judgments (+ pseudo labels), keep the best checkpoint by validation NDCG@10, and save
     OUTPUT_DIR/model (loadable by `distilrel evaluate --scorer OUTPUT_DIR/model` and, tower by tower, by
@@ -30,9 +26,7 @@ def train(
     from distilrel.student.config import load_config
     from distilrel.student.train import train_student
 
-    cfg = load_config(config).with_overrides(
-        max_steps=max_steps, output_dir=str(output_dir) if output_dir else None, resume=resume
-    )
+    cfg = with_run_flags(load_config(config), max_steps, output_dir, resume)
     result = train_student(cfg, log=console.print)
     if result.metrics:
         console.print(

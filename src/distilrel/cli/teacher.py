@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -13,31 +13,45 @@ from distilrel.cli.common import console
 if TYPE_CHECKING:
     import pandas as pd
 
+    from distilrel.config import RunConfig
+
+    Config = TypeVar("Config", bound=RunConfig)
+
 app = typer.Typer(no_args_is_help=True, help="Train a K-level cross-encoder teacher and predict with it.")
+
+# The run flags `teacher train` and `student train` share: each overrides a [training] key.
+MaxStepsOption = Annotated[int | None, typer.Option(help="stop after this many optimiser steps (smoke runs)")]
+OutputDirOption = Annotated[Path | None, typer.Option(help="override [training] output_dir")]
+ResumeOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--resume/--no-resume", help="continue from the last checkpoint (default: config, else auto)"
+    ),
+]
+
+
+def with_run_flags(
+    config: Config, max_steps: int | None, output_dir: Path | None, resume: bool | None
+) -> Config:
+    """``config`` with the run flags that were given applied to ``[training]``."""
+    return config.with_overrides(
+        max_steps=max_steps, output_dir=str(output_dir) if output_dir else None, resume=resume
+    )
 
 
 @app.command()
 def train(
     config: Annotated[Path, typer.Option(help="teacher TOML config, e.g. configs/teacher-minilm.toml")],
-    max_steps: Annotated[
-        int | None, typer.Option(help="stop after this many optimiser steps (smoke runs)")
-    ] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="override [training] output_dir")] = None,
-    resume: Annotated[
-        bool | None,
-        typer.Option(
-            "--resume/--no-resume", help="continue from the last checkpoint (default: config, else auto)"
-        ),
-    ] = None,
+    max_steps: MaxStepsOption = None,
+    output_dir: OutputDirOption = None,
+    resume: ResumeOption = None,
 ) -> None:
     """Train on the configured judgments, keep the best checkpoint by validation NDCG@10 and save
     OUTPUT_DIR/model (loadable by `distilrel evaluate --scorer OUTPUT_DIR/model`)."""
     from distilrel.teacher.config import load_config
     from distilrel.teacher.train import train_teacher
 
-    cfg = load_config(config).with_overrides(
-        max_steps=max_steps, output_dir=str(output_dir) if output_dir else None, resume=resume
-    )
+    cfg = with_run_flags(load_config(config), max_steps, output_dir, resume)
     model_dir = train_teacher(cfg, console=console)
     console.print(f"model: {model_dir}")
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distilrel.io import atomic_path, write_json
@@ -288,9 +289,10 @@ class EmbeddingStore:
         if not doc_ids:
             return shards
         out = []
+        wanted = pa.array(sorted(doc_ids), pa.string())
         for entry in shards:
-            ids = pq.read_table(self.root / entry.file, columns=["doc_id"]).column("doc_id").to_numpy()
-            hit = np.flatnonzero(np.isin(ids, list(doc_ids)))
+            ids = pq.read_table(self.root / entry.file, columns=["doc_id"]).column("doc_id")
+            hit = np.flatnonzero(pc.is_in(ids, value_set=wanted).to_numpy(zero_copy_only=False))
             dead = sorted(set(entry.deleted) | {int(i) for i in hit})
             out.append(ShardEntry(entry.file, entry.rows, tuple(dead)))
         return out

@@ -124,6 +124,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     }
     if settings.api_key is not None:
         errors |= {401: {"description": "no API key"}, 403: {"description": "wrong API key"}}
+    body_errors = {
+        400: {"model": schema.ErrorResponse, "description": "the body is not valid JSON"},
+        **errors,
+    }
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -136,7 +140,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     async def no_teacher(_: Request, exc: TeacherUnavailable) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc), "message": str(exc)})
 
-    @app.post("/v1/rerank", response_model=schema.RerankResponse, dependencies=auth, responses=errors)
+    @app.post("/v1/rerank", response_model=schema.RerankResponse, dependencies=auth, responses=body_errors)
     def rerank(req: schema.RerankRequest) -> schema.RerankResponse:
         """Score the candidates (store doc ids and/or inline texts) for the query, best first."""
         if len(req.candidates) > settings.max_candidates:
@@ -155,14 +159,14 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         _observe(metrics, result)
         return schema.RerankResponse(**_rank_fields(engine, result))
 
-    @app.post("/v1/search", response_model=schema.SearchResponse, dependencies=auth, responses=errors)
+    @app.post("/v1/search", response_model=schema.SearchResponse, dependencies=auth, responses=body_errors)
     def search(req: schema.SearchRequest) -> schema.SearchResponse:
         """Retrieve ``k`` documents from the ANN index, re-rank them, return the best ``top_n``."""
         result, retrieved = engine.search(req.query, req.k, req.top_n, req.teacher_top)
         _observe(metrics, result)
         return schema.SearchResponse(**_rank_fields(engine, result), retrieved=len(retrieved))
 
-    @app.post("/v1/embed", response_model=schema.EmbedResponse, dependencies=auth, responses=errors)
+    @app.post("/v1/embed", response_model=schema.EmbedResponse, dependencies=auth, responses=body_errors)
     def embed(req: schema.EmbedRequest) -> schema.EmbedResponse:
         """Embeddings from the query tower (cached) or the document tower."""
         if req.kind == "query":

@@ -8,7 +8,7 @@ the limit in the message.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,9 @@ MAX_K = 1000
 ID_CHARS = 256
 
 
+NOT_BLANK = r"\S"  # at least one non-space character: a blank query or document has nothing to encode
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -30,7 +33,9 @@ class Candidate(_Strict):
     scored, the id is echoed back)."""
 
     id: str | None = Field(None, min_length=1, max_length=ID_CHARS, description="doc id in the store")
-    text: str | None = Field(None, min_length=1, max_length=MAX_TEXT_CHARS, description="document text")
+    text: str | None = Field(
+        None, min_length=1, max_length=MAX_TEXT_CHARS, pattern=NOT_BLANK, description="document text"
+    )
 
     @model_validator(mode="after")
     def _id_or_text(self) -> Candidate:
@@ -40,7 +45,7 @@ class Candidate(_Strict):
 
 
 class RerankRequest(_Strict):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)
     candidates: list[Candidate] = Field(min_length=1, max_length=MAX_CANDIDATES)
     top_n: int | None = Field(None, ge=1, le=MAX_CANDIDATES, description="results returned (default: all)")
     teacher_top: int | None = Field(
@@ -67,7 +72,7 @@ class RerankResponse(BaseModel):
 
 
 class SearchRequest(_Strict):
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)
     k: int = Field(100, ge=1, le=MAX_K, description="documents retrieved by the ANN index")
     top_n: int = Field(10, ge=1, le=MAX_K, description="results returned after re-ranking")
     teacher_top: int | None = Field(None, ge=0, le=MAX_K)
@@ -78,7 +83,9 @@ class SearchResponse(RerankResponse):
 
 
 class EmbedRequest(_Strict):
-    texts: list[str] = Field(min_length=1, max_length=MAX_EMBED_TEXTS)
+    texts: list[Annotated[str, Field(min_length=1, pattern=NOT_BLANK)]] = Field(
+        min_length=1, max_length=MAX_EMBED_TEXTS
+    )
     kind: Literal["query", "document"] = "query"
 
     @model_validator(mode="after")

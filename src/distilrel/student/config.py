@@ -1,7 +1,7 @@
 """Student training config: frozen dataclasses read from TOML, checked before anything heavy runs.
 
-The ``[data]`` dataset entries, ``[levels]`` and ``[text]`` read exactly like the teacher's config
-(:mod:`distilrel.teacher.config`), so a student is configured on the teacher's level scale and text::
+The ``[data]`` dataset entries, ``[levels]`` and ``[text]`` are the teacher's (:mod:`distilrel.config`
+holds what the two configs share), so a student is configured on the teacher's level scale and text::
 
     [data]
     datasets = ["crowdflower"]          # or [[data.datasets]] tables (name, path, options, caps, ...)
@@ -39,24 +39,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distilrel.data.levels import LevelMapping
-from distilrel.teacher.config import DatasetSpec, FieldConfig, LevelsConfig
+from distilrel.config import (
+    ConfigError,
+    DatasetCaps,
+    DatasetSpec,
+    FieldConfig,
+    LevelsConfig,
+    RunConfig,
+    check_keys,
+    check_sections,
+    field_names,
+    parse_datasets,
+    parse_fields,
+    read_toml,
+    table,
+)
 
 SCORE_MODES = ("expected_gain", "cosine")
 
 
-class ConfigError(ValueError):
-    """A bad student config. The message names the file, the section and the key."""
-
-
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(DatasetCaps):
     datasets: tuple[DatasetSpec, ...] = ()
     data_dir: str | None = None  # root holding the datasets' default folders (default: the shared data)
     pseudo_labels: str | None = None  # Parquet: dataset, query, doc_id and/or text, probs (K floats)
@@ -66,12 +74,6 @@ class DataConfig:
     max_train_pairs: int | None = None  # human pairs per dataset (a dataset's own cap wins)
     max_eval_queries: int | None = None  # evaluation queries per dataset (a dataset's own cap wins)
     seed: int = 13  # which pairs / queries the caps keep
-
-    def train_cap(self, spec: DatasetSpec) -> int | None:
-        return spec.max_train_pairs if spec.max_train_pairs is not None else self.max_train_pairs
-
-    def eval_cap(self, spec: DatasetSpec) -> int | None:
-        return spec.max_eval_queries if spec.max_eval_queries is not None else self.max_eval_queries
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(RunConfig):
     data: DataConfig
     model: ModelConfig = field(default_factory=ModelConfig)
     levels: LevelsConfig = field(default_factory=LevelsConfig)
@@ -132,42 +134,22 @@ class StudentConfig:
     def __post_init__(self) -> None:
         self.check()
 
-    @property
-    def level_mapping(self) -> LevelMapping:
-        return self.levels.mapping()
-
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "config") -> StudentConfig:
-        sections = ("data", "model", "levels", "text", "loss", "training")
-        unknown = sorted(set(raw) - set(sections))
-        if unknown:
-            raise ConfigError(f"{source}: unknown section(s) {unknown}; known sections: {list(sections)}")
-        if "data" not in raw:
-            raise ConfigError(f"{source}: missing section [data]")
+        check_sections(raw, ("data", "model", "levels", "text", "loss", "training"), ("data",), source)
         try:
-            levels = LevelsConfig.from_toml(_table(raw, "levels", source), source)
+            levels = LevelsConfig.from_toml(table(raw, "levels", source), source)
         except (ValueError, TypeError) as e:
             raise ConfigError(str(e)) from e
         return cls(
-            data=_data(_table(raw, "data", source), source),
-            model=_plain_section(ModelConfig, _table(raw, "model", source), "model", source),
+            data=_data(table(raw, "data", source), source),
+            model=_plain_section(ModelConfig, table(raw, "model", source), "model", source),
             levels=levels,
-            fields=_fields(_table(raw, "text", source), source),
-            loss=_plain_section(LossConfig, _table(raw, "loss", source), "loss", source),
-            training=_plain_section(TrainingConfig, _table(raw, "training", source), "training", source),
+            fields=parse_fields(table(raw, "text", source), source, _field_entry),
+            loss=_plain_section(LossConfig, table(raw, "loss", source), "loss", source),
+            training=_plain_section(TrainingConfig, table(raw, "training", source), "training", source),
             source=source,
         )
-
-    def with_overrides(self, **training: Any) -> StudentConfig:
-        """A copy with ``[training]`` values replaced (CLI flags like --max-steps); None is ignored."""
-        changes = {k: v for k, v in training.items() if v is not None}
-        bad = [k for k in changes if k not in {f.name for f in dataclasses.fields(TrainingConfig)}]
-        if bad:
-            raise ConfigError(f"unknown [training] override(s) {bad}")
-        return dataclasses.replace(self, training=dataclasses.replace(self.training, **changes))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def check(self) -> None:
         """Checks that need no data and no weights (those run in :func:`distilrel.student.train.prepare`)."""
@@ -247,59 +229,26 @@ class StudentConfig:
 
 def load_config(path: str | Path) -> StudentConfig:
     """Read and check a student TOML config."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"student config {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return StudentConfig.from_dict(raw, source=str(path))
+    return StudentConfig.from_dict(read_toml(path, "student"), source=str(Path(path)))
 
 
-# --- section readers ---------------------------------------------------------------------------------
-
-
-def _table(raw: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = raw.get(key, {})
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: [{key}] must be a table, got {type(value).__name__}")
-    return value
+# --- section readers: values are type-checked against the dataclass fields ----------------------------
 
 
 def _data(raw: Mapping[str, Any], source: str) -> DataConfig:
-    entries = raw.get("datasets")
-    if not entries or not isinstance(entries, list):
-        raise ConfigError(f"{source}: [data] datasets must name at least one dataset, e.g. ['crowdflower']")
     try:
-        specs = tuple(DatasetSpec.from_toml(e, source) for e in entries)
-    except ValueError as e:
+        specs = parse_datasets(raw, source)
+    except ValueError as e:  # also a loader's options that are not a table
         raise ConfigError(str(e)) from e
     rest = {k: v for k, v in raw.items() if k != "datasets"}
     plain: DataConfig = _plain_section(DataConfig, rest, "data", source, skip=("datasets",))
     return dataclasses.replace(plain, datasets=specs)
 
 
-def _fields(raw: Mapping[str, Any], source: str) -> tuple[FieldConfig, ...]:
-    if set(raw) - {"fields"}:
-        raise ConfigError(
-            f"{source}: unknown key(s) {sorted(set(raw) - {'fields'})} in [text]; known keys: ['fields']"
-        )
-    out: list[FieldConfig] = []
-    for entry in raw.get("fields", []):
-        if isinstance(entry, str):
-            out.append(FieldConfig(name=entry))
-            continue
-        if not isinstance(entry, Mapping) or "name" not in entry:
-            raise ConfigError(
-                f"{source}: [text] fields entries are names or tables with a name, got {entry!r}"
-            )
-        values = _check_values(FieldConfig, entry, "text.fields", source)
-        out.append(FieldConfig(**values))
-    names = [f.name for f in out]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{source}: [text] fields repeat a name: {names}")
-    return tuple(out)
+def _field_entry(entry: Mapping[str, Any], source: str) -> FieldConfig:
+    if "name" not in entry:
+        raise ConfigError(f"{source}: [text] fields entries are names or tables with a name, got {entry!r}")
+    return FieldConfig(**_check_values(FieldConfig, entry, "text.fields", source))
 
 
 def _plain_section(
@@ -312,10 +261,8 @@ def _check_values(
     cls: type, raw: Mapping[str, Any], section: str, source: str, skip: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Unknown keys and values of the wrong type are errors; ints are accepted where floats are expected."""
-    known = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name not in skip}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown} in [{section}]; known keys: {sorted(known)}")
+    check_keys(raw, sorted(field_names(cls, skip)), section, source)
+    known = {f.name: f for f in dataclasses.fields(cls)}
     out: dict[str, Any] = {}
     for key, value in raw.items():
         expected = str(known[key].type)

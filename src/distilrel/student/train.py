@@ -29,12 +29,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from distilrel.config import (
+    CHECKPOINTS,
+    ConfigError,
+    load_datasets,
+    resolve_backbone,
+    resolve_fields,
+    resume_point,
+    training_arguments_kwargs,
+)
 from distilrel.data.levels import LevelMapping, remap_levels
 from distilrel.data.schema import DataError, Dataset
 from distilrel.io import write_json
 from distilrel.student.collator import NO_LEVEL, PairDataset, PairExample
-from distilrel.student.config import ConfigError, StudentConfig
-from distilrel.teacher.config import FieldConfig
+from distilrel.student.config import StudentConfig
 
 if TYPE_CHECKING:
     from distilrel.student.model import StudentModel, StudentSettings
@@ -42,7 +50,7 @@ if TYPE_CHECKING:
     from distilrel.text.builder import TextBuilder
 
 PSEUDO_REQUIRED = ("dataset", "query", "probs")
-MODEL_DIR, CHECKPOINT_DIR, INFO_FILE = "model", "checkpoints", "train_info.json"
+MODEL_DIR, CHECKPOINT_DIR, INFO_FILE = "model", CHECKPOINTS, "train_info.json"
 #: Teacher distributions may be stored in float16 / rounded: sums within this of 1 are renormalised.
 PROB_SUM_TOLERANCE = 1e-2
 
@@ -77,60 +85,6 @@ class TrainResult:
 
 
 # --- checks and inputs ---------------------------------------------------------------------------------
-
-
-def resolve_backbone(config: StudentConfig) -> Path:
-    from distilrel.weights import resolve_model
-
-    try:
-        return resolve_model(config.model.backbone)
-    except (FileNotFoundError, ImportError, ValueError) as e:
-        raise ConfigError(
-            f"{config.source}: [model] backbone {config.model.backbone!r} cannot be loaded: {e}"
-        ) from e
-
-
-def load_datasets(config: StudentConfig) -> dict[str, Dataset]:
-    from distilrel.data import load_dataset
-    from distilrel.data.loaders import DATASETS
-
-    out: dict[str, Dataset] = {}
-    for spec in config.data.datasets:
-        data_dir: Path | None = Path(spec.path) if spec.path else None
-        if (
-            data_dir is None
-            and config.data.data_dir
-            and spec.name in DATASETS
-            and DATASETS[spec.name].folders
-        ):
-            root = Path(config.data.data_dir)
-            folders = [root / f for f in DATASETS[spec.name].folders]
-            data_dir = next((f for f in folders if f.is_dir()), folders[0])
-        out[spec.name] = load_dataset(spec.name, data_dir=data_dir, **dict(spec.options))
-    return out
-
-
-def resolve_fields(config: StudentConfig, datasets: Mapping[str, Dataset]) -> tuple[FieldConfig, ...]:
-    """One text recipe for every dataset (the teacher's rules): the configured fields, each required one
-    present in every dataset and each optional one in at least one; by default the union of the datasets'
-    fields, required where every dataset has it."""
-    if not config.fields:
-        names = list(dict.fromkeys(f for ds in datasets.values() for f in ds.fields))
-        return tuple(
-            FieldConfig(name=n, required=all(n in ds.documents.columns for ds in datasets.values()))
-            for n in names
-        )
-    for f in config.fields:
-        lacking = [name for name, ds in datasets.items() if f.name not in ds.documents.columns]
-        if f.required and lacking:
-            have = [c for c in datasets[lacking[0]].documents.columns if c not in ("doc_id", "language")]
-            raise ConfigError(
-                f"{config.source}: [text] field {f.name!r} is not a column of dataset {lacking[0]!r}'s "
-                f"documents (columns: {have}); fix the name or set required = false to read it as empty there"
-            )
-        if len(lacking) == len(datasets):
-            raise ConfigError(f"{config.source}: [text] field {f.name!r} is in no dataset's documents")
-    return config.fields
 
 
 def human_examples(
@@ -401,7 +355,11 @@ def prepare(config: StudentConfig, datasets: Sequence[Dataset] | None = None, lo
     backbone_dir = resolve_backbone(config)
     resume_point(config)  # refuse a contradictory resume setting before any work
     tokenizer = AutoTokenizer.from_pretrained(str(backbone_dir))
-    loaded = {ds.name: ds for ds in datasets} if datasets is not None else load_datasets(config)
+    if datasets is None:  # keyed by the [data] name (a loader's options may name its Dataset otherwise)
+        names = [s.name for s in config.data.datasets]
+        loaded = dict(zip(names, load_datasets(config), strict=True))
+    else:
+        loaded = {ds.name: ds for ds in datasets}
     absent = [s.name for s in config.data.datasets if s.name not in loaded]
     if absent:
         raise ConfigError(
@@ -460,63 +418,22 @@ def student_settings(prepared: Prepared) -> StudentSettings:
     )
 
 
-def training_arguments(config: StudentConfig, checkpoint_dir: Path, evaluate: bool) -> Any:
+def training_arguments(config: StudentConfig, evaluate: bool) -> Any:
+    """Checkpoints go to ``output_dir / CHECKPOINT_DIR``, where :func:`resume_point` looks for them."""
     import torch
     from transformers import TrainingArguments
 
     t = config.training
-    cuda = torch.cuda.is_available()
-    supported = cuda and torch.cuda.is_bf16_supported()
-    if t.bf16 and not supported:
-        raise ConfigError(f"{config.source}: [training] bf16 = true but there is no bf16-capable GPU here")
-    bf16 = supported if t.bf16 is None else bool(t.bf16)
     steps = t.eval_steps if evaluate else max(t.logging_steps, 200)
     return TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio,  # a float below 1 is a fraction of the total steps
+        **training_arguments_kwargs(config, evaluate, save_steps=steps),
         lr_scheduler_type="linear",
-        logging_steps=t.logging_steps,
-        eval_strategy="steps" if evaluate else "no",
         eval_steps=steps if evaluate else None,
-        save_strategy="steps",
-        save_steps=steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=evaluate,
         metric_for_best_model="ndcg@10" if evaluate else None,
         greater_is_better=True,
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=bf16,
-        use_cpu=not cuda,
+        use_cpu=not torch.cuda.is_available(),
         remove_unused_columns=False,  # the collator's batch is not the model's keyword arguments
-        dataloader_num_workers=t.dataloader_num_workers,
-        report_to="none",
-        disable_tqdm=True,
     )
-
-
-def resume_point(config: StudentConfig) -> str | None:
-    """The checkpoint to resume from: ``resume`` None resumes when there is one, False refuses to
-    overwrite one, True requires one (the teacher's rules)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    folder = Path(config.training.output_dir) / CHECKPOINT_DIR
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if config.training.resume is False and last is not None:
-        raise ConfigError(
-            f"{config.source}: {folder} already holds checkpoints (last: {Path(last).name}); resume it "
-            "([training] resume = true or --resume) or choose another output_dir"
-        )
-    if config.training.resume is True and last is None:
-        raise ConfigError(f"{config.source}: resume requested but {folder} holds no checkpoint")
-    return last
 
 
 def train_student(
@@ -537,13 +454,12 @@ def train_student(
         f"{counts['with_teacher']} with a teacher distribution)"
     )
     out = Path(config.training.output_dir)
-    checkpoint_dir = out / CHECKPOINT_DIR
     set_seed(config.training.seed)  # the head's random initialisation depends on it
     model = StudentModel.from_backbone(prepared.backbone_dir, prepared.levels, student_settings(prepared))
     loss = build_loss(model, config.loss)
     trainer = StudentTrainer(
         model=model,
-        args=training_arguments(config, checkpoint_dir, prepared.evaluator is not None),
+        args=training_arguments(config, prepared.evaluator is not None),
         train_dataset=prepared.train,
         data_collator=StudentCollator(model),
         loss=loss,

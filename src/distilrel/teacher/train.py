@@ -22,10 +22,19 @@ from typing import Any
 import pandas as pd
 from rich.console import Console
 
+from distilrel.config import CHECKPOINTS as CHECKPOINTS  # re-exported: checkpoints/ under output_dir
+from distilrel.config import (
+    DatasetSpec,
+    FieldConfig,
+    load_datasets,
+    resolve_backbone,
+    resolve_fields,
+    resume_point,
+    training_arguments_kwargs,
+)
 from distilrel.data.schema import Dataset
-from distilrel.teacher.config import DatasetSpec, FieldConfig, TeacherConfig, remap_levels
+from distilrel.teacher.config import TeacherConfig, remap_levels
 
-CHECKPOINTS = "checkpoints"
 MODEL = "model"
 SUMMARY = "summary.json"
 
@@ -48,56 +57,6 @@ class Prepared:
 # --- checks and data -------------------------------------------------------------------------------
 
 
-def resolve_backbone(config: TeacherConfig) -> Path:
-    from distilrel.weights import resolve_model
-
-    try:
-        return resolve_model(config.model.backbone)
-    except (FileNotFoundError, ImportError, ValueError) as e:
-        raise ValueError(
-            f"{config.source}: [model] backbone {config.model.backbone!r} cannot be resolved: {e}"
-        ) from e
-
-
-def load_datasets(config: TeacherConfig) -> list[Dataset]:
-    from distilrel.data import DATASETS, load_dataset
-
-    out = []
-    for spec in config.data.datasets:
-        path: Path | None = Path(spec.path).expanduser() if spec.path else None
-        if path is None and config.data.data_dir and spec.name in DATASETS and DATASETS[spec.name].folders:
-            root = Path(config.data.data_dir).expanduser()
-            folders = DATASETS[spec.name].folders
-            path = next((root / f for f in folders if (root / f).is_dir()), root / folders[0])
-        out.append(load_dataset(spec.name, data_dir=path, **dict(spec.options)))
-    return out
-
-
-def resolve_fields(config: TeacherConfig, datasets: Sequence[Dataset]) -> tuple[FieldConfig, ...]:
-    """The configured fields, checked against every dataset's documents (default: the datasets' fields)."""
-    if not config.fields:
-        names = list(dict.fromkeys(f for ds in datasets for f in ds.fields))
-        return tuple(
-            FieldConfig(name=n, required=all(n in ds.documents.columns for ds in datasets)) for n in names
-        )
-    for f in config.fields:
-        have = [ds.name for ds in datasets if f.name in ds.documents.columns]
-        lacking = [ds.name for ds in datasets if f.name not in ds.documents.columns]
-        if f.required and lacking:
-            ds = next(d for d in datasets if d.name == lacking[0])
-            raise ValueError(
-                f"{config.source}: [text] field {f.name!r} is missing from the documents of "
-                f"dataset(s) {lacking} "
-                f"(their fields: {list(ds.fields)}); fix the name or mark it required = false"
-            )
-        if not have:
-            raise ValueError(
-                f"{config.source}: [text] field {f.name!r} exists in none of the datasets "
-                f"({ {ds.name: list(ds.fields) for ds in datasets} })"
-            )
-    return config.fields
-
-
 def _texts(ds: Dataset, doc_ids: set[str], builder: Any, fields: Sequence[FieldConfig]) -> dict[str, str]:
     docs = ds.documents[ds.documents["doc_id"].isin(doc_ids)]
     # An optional field this dataset lacks reads as empty text (the builder skips empty fields).
@@ -112,21 +71,6 @@ def _sample_queries(judgments: pd.DataFrame, cap: int | None, seed: int) -> pd.D
         return judgments
     keep = set(qids.sample(n=cap, random_state=seed))
     return judgments[judgments["query_id"].isin(keep)]
-
-
-def _resume_point(output_dir: Path, resume: bool | None, source: str) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    ckpts = output_dir / CHECKPOINTS
-    last = get_last_checkpoint(str(ckpts)) if ckpts.is_dir() else None
-    if resume is False and last is not None:
-        raise ValueError(
-            f"{source}: {ckpts} already holds checkpoints (last: {Path(last).name}); resume it "
-            f"([training] resume = true or --resume) or choose another output_dir"
-        )
-    if resume is True and last is None:
-        raise ValueError(f"{source}: resume requested but {ckpts} holds no checkpoint")
-    return last
 
 
 def _pair_specs(
@@ -163,8 +107,8 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
     tokenizer = load_tokenizer(backbone_path)
     pairs = _pair_specs(config, datasets)
     loaded = [ds for _, ds in pairs]
-    fields = resolve_fields(config, loaded)
-    resume_from = _resume_point(Path(config.training.output_dir), config.training.resume, config.source)
+    fields = resolve_fields(config, {ds.name: ds for ds in loaded})
+    resume_from = resume_point(config)
     builder = TextBuilder([FieldSpec(f.name, f.label, f.max_tokens) for f in fields], tokenizer=tokenizer)
     target = config.level_mapping
     prep = Prepared(backbone_path, tokenizer, fields, resume_from=resume_from)
@@ -211,52 +155,18 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
 # --- training --------------------------------------------------------------------------------------
 
 
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _bf16(config: TeacherConfig) -> bool:
-    import torch
-
-    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if config.training.bf16 and not supported:
-        raise ValueError(f"{config.source}: [training] bf16 = true but there is no bf16-capable GPU here")
-    return supported if config.training.bf16 is None else bool(config.training.bf16)
-
-
 def training_arguments(config: TeacherConfig, evaluate: bool) -> Any:
+    import torch
+
     from distilrel.teacher.trainer import TeacherTrainingArguments
 
     t = config.training
     return TeacherTrainingArguments(
-        output_dir=str(Path(t.output_dir) / CHECKPOINTS),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of the training steps
+        **training_arguments_kwargs(config, evaluate, save_steps=t.eval_steps),
         lr_scheduler_type=t.lr_scheduler,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        eval_strategy="steps" if evaluate else "no",
         eval_steps=t.eval_steps,
-        # Checkpoints at the evaluation steps: load_best_model_at_end needs them aligned.
-        save_strategy="steps",
-        save_steps=t.eval_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=evaluate,
-        logging_steps=t.logging_steps,
-        seed=t.seed,
-        data_seed=t.seed,
-        bf16=_bf16(config),
-        dataloader_num_workers=t.dataloader_num_workers,
-        dataloader_pin_memory=_has_cuda(),
-        disable_tqdm=True,  # progress is drawn by RichProgress
-        report_to="none",
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
 
 
