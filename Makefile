@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: install
-	$(BIN)/distilrel baselines --datasets crowdflower,homedepot,scifact --scorers random,bm25,minilm,e5 \
+	$(BIN)/distilrel baselines --datasets crowdflower,homedepot,scifact --scorers random,bm25,minilm \
 		--out runs/demo
 	@echo "report: runs/demo/results.md"
 
