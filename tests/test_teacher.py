@@ -156,7 +156,12 @@ def test_encoder_training_lowers_loss(tmp_path: Path, bert_dir: Path) -> None:
     assert summary["global_step"] == 40 and summary["best_metric"]["value"] is None
     meta = teacher.meta
     assert meta["kind"] == "teacher" and meta["layout"] == LAYOUT_HF and meta["pooling"] == "cls"
-    assert meta["text"]["fields"][0] == {"name": "title", "label": "title", "max_tokens": None, "required": True}
+    assert meta["text"]["fields"][0] == {
+        "name": "title",
+        "label": "title",
+        "max_tokens": None,
+        "required": True,
+    }
     assert LevelMapping.from_dict(meta["levels"]) == DEFAULT_5
     assert meta["max_length"] == 32
 
