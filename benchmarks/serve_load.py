@@ -153,12 +153,13 @@ def main() -> None:
     parser.add_argument(
         "--teacher-requests", type=int, default=16, help="teacher requests per pass (min 2x c)"
     )
+    parser.add_argument("--scorers", default="student,teacher", help="which passes to run")
     parser.add_argument("--port", type=int, default=18_765)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="folder for student/teacher/store (default: temp)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
 
     work = args.work or Path(tempfile.mkdtemp(prefix="serve-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,8 @@ def main() -> None:
     warmup = [json.dumps({"query": q, "candidates": [{"id": doc_ids[0]}]}).encode() for q in queries[-8:]]
 
     results: dict[tuple[str, int, str], Pass] = {}
-    for scorer, teacher_top in (("student", 0), ("teacher", args.candidates)):
+    scorers = [s for s in (("student", 0), ("teacher", args.candidates)) if s[0] in args.scorers.split(",")]
+    for scorer, teacher_top in scorers:
         with Server(student, work / "store", teacher, args.port) as server:
             run_pass(server.url, warmup, 1)  # first-call costs (allocations, lazy init) out of the figures
             for c in CONCURRENCY:
@@ -221,6 +223,8 @@ def main() -> None:
     ):
         table.add_column(col, justify="right")
     rows = []
+    if len(scorers) < 2:
+        return
     for c in CONCURRENCY:
         for cache in ("cold", "warm"):
             s, t = results[("student", c, cache)], results[("teacher", c, cache)]

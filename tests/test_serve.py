@@ -36,6 +36,7 @@ from distilrel.serve.engine import (
     EngineSetupError,
     MicroBatcher,
     load_engine,
+    per_job_rows,
 )
 
 COLORS = ["red", "blue"]
@@ -362,7 +363,7 @@ def test_micro_batcher_merges_concurrent_calls() -> None:
         gate.wait(5)  # the first call blocks until the others have queued up
         return np.array([[float(t)] for t in texts])
 
-    batcher = MicroBatcher(encode, max_batch=64)
+    batcher: MicroBatcher[list[str]] = MicroBatcher(per_job_rows(encode), max_batch=64)
     results: dict[int, np.ndarray] = {}
 
     def submit(i: int) -> None:

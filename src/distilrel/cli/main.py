@@ -8,6 +8,7 @@ from distilrel.cli import data as data_cmd
 from distilrel.cli.baselines import baselines
 from distilrel.cli.evaluate import compare, evaluate
 from distilrel.cli.label import label, logs_app
+from distilrel.cli.serve import cache_app, embed, index_app, serve
 from distilrel.cli.student import app as student_app
 from distilrel.cli.teacher import app as teacher_app
 
@@ -25,6 +26,10 @@ app.add_typer(teacher_app, name="teacher", help="Train a K-level cross-encoder t
 app.add_typer(logs_app, name="logs", help="Build the unlabelled (query, document) pool from search logs.")
 app.command()(label)
 app.add_typer(student_app, name="student", help="Distil the teacher into a bi-encoder student.")
+app.command()(embed)
+app.add_typer(index_app, name="index", help="Build the FAISS index over the embedding store.")
+app.command()(serve)
+app.add_typer(cache_app, name="cache", help="Query-cache tools (replay a query stream).")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""The serving engine: student towers behind a micro-batcher and a query cache, the embedding store and
-the ANN index, and optionally the teacher for the head of a ranking. The HTTP layer (``app.py``) is a thin
-translation of this API; nothing here knows about HTTP or pydantic.
+"""The serving engine: the student (towers and head, each behind a micro-batcher) and a query cache, the
+embedding store and the ANN index, and optionally the teacher for the head of a ranking. The HTTP layer
+(``app.py``) is a thin translation of this API; nothing here knows about HTTP or pydantic.
 
 Request path of a re-rank: query → normalised → cache (hit: no model call) → query tower (batched with
 concurrent requests) → candidate vectors (doc ids: from the store; inline texts: the store by content
-hash, else a document LRU, else the doc tower) → head → level distributions and scores → optionally the
-teacher re-scores the best ``teacher_top`` → sorted results.
+hash, else a document LRU, else the doc tower) → head (batched with concurrent requests too) → level
+distributions and scores → optionally the teacher re-scores the best ``teacher_top`` → sorted results.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -42,14 +42,17 @@ class EngineSetupError(ValueError):
 @dataclass(frozen=True)
 class EngineConfig:
     teacher_top: int = 0  # default number of results the teacher re-scores (a request may ask otherwise)
-    max_batch: int = 64  # texts per model call of the micro-batcher
+    max_batch: int = 64  # texts per tower call of the micro-batchers
+    max_head_pairs: int = 4096  # (query, document) pairs per head call
     batch_wait_s: float = 0.0  # extra wait to fill a batch; 0: take whatever queued during the last call
     doc_cache_items: int = 10_000  # inline document texts whose embeddings are kept
     encode_batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if self.teacher_top < 0 or self.max_batch < 1 or self.batch_wait_s < 0 or self.doc_cache_items < 1:
-            raise ValueError(f"EngineConfig: invalid values {self}")
+        if min(self.max_batch, self.max_head_pairs, self.doc_cache_items) < 1 or self.teacher_top < 0:
+            raise ValueError(f"EngineConfig: sizes must be >= 1 and teacher_top >= 0, got {self}")
+        if self.batch_wait_s < 0:
+            raise ValueError(f"EngineConfig.batch_wait_s must be >= 0, got {self.batch_wait_s}")
 
 
 @dataclass(frozen=True)
@@ -78,27 +81,38 @@ class RankResult:
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
 
-class MicroBatcher:
-    """Runs ``fn(texts) -> (n, dim)`` on one worker thread, merging the calls that queued meanwhile.
+J = TypeVar("J")  # one caller's job for a micro-batcher
+HeadJob = tuple[np.ndarray, np.ndarray]  # (q (1, dim), candidates (m, dim))
 
-    While the model encodes one batch, concurrent requests queue up and form the next one, so at
+
+class MicroBatcher(Generic[J]):
+    """Runs ``fn(jobs) -> one array per job`` on one worker thread, giving it every job that queued
+    during the previous call (up to ``max_batch`` items, counted by ``size``).
+
+    While the model runs one batch, concurrent requests queue up and form the next one, so at
     concurrency 1 nothing waits and at concurrency 32 one forward pass serves many requests. One thread
-    owning the model also keeps torch from running many forward passes against each other.
+    owning the model also keeps torch from running many small forward passes against each other (each
+    with its own intra-op threads), which on a few cores costs more than the passes themselves.
     """
 
     def __init__(
-        self, fn: Callable[[list[str]], np.ndarray], max_batch: int = 64, wait_s: float = 0.0
+        self,
+        fn: Callable[[list[J]], list[np.ndarray]],
+        size: Callable[[J], int] = len,  # type: ignore[assignment]
+        max_batch: int = 64,
+        wait_s: float = 0.0,
     ) -> None:
         self.fn = fn
+        self.size = size
         self.max_batch = max_batch
         self.wait_s = wait_s
-        self._queue: queue.SimpleQueue[tuple[list[str], Future[np.ndarray]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[J, Future[np.ndarray]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="distilrel-batcher", daemon=True)
         self._thread.start()
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def __call__(self, job: J) -> np.ndarray:
         done: Future[np.ndarray] = Future()
-        self._queue.put((texts, done))
+        self._queue.put((job, done))
         return done.result()
 
     def close(self) -> None:
@@ -111,24 +125,19 @@ class MicroBatcher:
             if item is None:
                 return
             batch, closing = self._gather(item)
-            texts = [t for texts, _ in batch for t in texts]
             try:
-                out = self.fn(texts)  # (sum of n, dim)
+                results = self.fn([job for job, _ in batch])
             except Exception as e:  # each caller gets the error, the worker lives on
                 for _, done in batch:
                     done.set_exception(e)
             else:
-                start = 0
-                for texts_i, done in batch:
-                    done.set_result(out[start : start + len(texts_i)])
-                    start += len(texts_i)
+                for (_, done), result in zip(batch, results, strict=True):
+                    done.set_result(result)
             if closing:
                 return
 
-    def _gather(
-        self, first: tuple[list[str], Future[np.ndarray]]
-    ) -> tuple[list[tuple[list[str], Future[np.ndarray]]], bool]:
-        batch, size = [first], len(first[0])
+    def _gather(self, first: tuple[J, Future[np.ndarray]]) -> tuple[list[tuple[J, Future[np.ndarray]]], bool]:
+        batch, size = [first], self.size(first[0])
         deadline = time.monotonic() + self.wait_s
         while size < self.max_batch:
             try:
@@ -139,8 +148,30 @@ class MicroBatcher:
             if item is None:
                 return batch, True
             batch.append(item)
-            size += len(item[0])
+            size += self.size(item[0])
         return batch, False
+
+
+def per_job_rows(encode: Callable[[list[str]], np.ndarray]) -> Callable[[list[list[str]]], list[np.ndarray]]:
+    """Batch function for text jobs: every job's texts in one ``encode`` call, rows split back per job."""
+
+    def run(jobs: list[list[str]]) -> list[np.ndarray]:
+        out = encode([text for job in jobs for text in job])  # (total texts, dim)
+        return np.split(out, np.cumsum([len(job) for job in jobs])[:-1])
+
+    return run
+
+
+def head_batch(student: StudentModel) -> Callable[[list[HeadJob]], list[np.ndarray]]:
+    """Batch function for head jobs: the pairs of every job in one head pass, (m, K) distributions back."""
+
+    def run(jobs: list[HeadJob]) -> list[np.ndarray]:
+        q = np.concatenate([np.repeat(qj, len(dj), axis=0) for qj, dj in jobs])  # (total pairs, dim)
+        d = np.concatenate([dj for _, dj in jobs])  # (total pairs, dim)
+        levels = student.predict_levels(q, d)  # (total pairs, K)
+        return np.split(levels, np.cumsum([len(dj) for _, dj in jobs])[:-1])
+
+    return run
 
 
 class Engine:
@@ -169,16 +200,19 @@ class Engine:
         self._student_gains = _unit_gains(student.levels.gains)
         self._teacher_gains = _unit_gains(teacher.gains) if teacher is not None else None
         self._doc_cache = LRUCache(max_items=self.config.doc_cache_items)
-        bs = self.config.encode_batch_size
-        self._encode_queries = MicroBatcher(
-            lambda texts: student.encode_queries(texts, batch_size=bs),
-            self.config.max_batch,
-            self.config.batch_wait_s,
+        bs, cfg = self.config.encode_batch_size, self.config
+        self._encode_queries: MicroBatcher[list[str]] = MicroBatcher(
+            per_job_rows(lambda texts: student.encode_queries(texts, batch_size=bs)),
+            max_batch=cfg.max_batch,
+            wait_s=cfg.batch_wait_s,
         )
-        self._encode_docs = MicroBatcher(
-            lambda texts: student.encode_docs(texts, batch_size=bs),
-            self.config.max_batch,
-            self.config.batch_wait_s,
+        self._encode_docs: MicroBatcher[list[str]] = MicroBatcher(
+            per_job_rows(lambda texts: student.encode_docs(texts, batch_size=bs)),
+            max_batch=cfg.max_batch,
+            wait_s=cfg.batch_wait_s,
+        )
+        self._head: MicroBatcher[HeadJob] = MicroBatcher(
+            head_batch(student), size=lambda job: len(job[1]), max_batch=cfg.max_head_pairs
         )
         self._teacher_lock = threading.Lock()  # one cross-encoder pass at a time: it saturates the CPU alone
 
@@ -333,7 +367,7 @@ class Engine:
         timings: dict[str, float],
     ) -> RankResult:
         t = time.perf_counter()
-        levels = self.student.predict_levels(q, vectors)  # (m, K)
+        levels = self._head((q, vectors))  # (m, K)
         if self.student.settings.score_mode == "cosine":
             scores = vectors @ q[0]  # (m,) unit vectors
         else:
@@ -404,8 +438,8 @@ class Engine:
         }
 
     def close(self) -> None:
-        self._encode_queries.close()
-        self._encode_docs.close()
+        for batcher in (self._encode_queries, self._encode_docs, self._head):
+            batcher.close()
         self.cache.close()
 
 
