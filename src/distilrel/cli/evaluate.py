@@ -35,7 +35,7 @@ def evaluate(
     from distilrel.evaluate.scorers import load_scorer
 
     ds = load(dataset, data_dir)
-    sc = load_scorer(scorer)
+    sc = load_scorer(scorer, progress=True)
     builder = text_builder_for(sc, ds, parse_fields(fields))
     settings = EvalSettings(
         split=split, max_queries=max_queries, depth=depth, metrics=tuple(parse_fields(metrics) or ())

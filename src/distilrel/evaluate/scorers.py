@@ -12,6 +12,7 @@ Keyword arguments go to the scorer's constructor (``seed`` for random, ``k1``/``
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +29,9 @@ _CHECKPOINT_LOADERS: dict[str, tuple[str, str]] = {
 }
 
 
-def load_scorer(name_or_path: str | Path, **kw: Any) -> Scorer:
-    """Build the scorer that ``name_or_path`` names (see the module doc)."""
+def load_scorer(name_or_path: str | Path, progress: bool = False, **kw: Any) -> Scorer:
+    """Build the scorer that ``name_or_path`` names (see the module doc). ``progress``: show progress bars
+    while a model scores many pairs (the CLI turns it on)."""
     name = str(name_or_path).strip()
     if name.lower() == "random":
         from distilrel.retrieve.random import RandomScorer
@@ -41,14 +43,14 @@ def load_scorer(name_or_path: str | Path, **kw: Any) -> Scorer:
         return BM25Scorer(**kw)
     folder = Path(name).expanduser()
     if (folder / CHECKPOINT_FILE).is_file():
-        return _load_checkpoint(folder, **kw)
+        return _load_checkpoint(folder, progress=progress, **kw)
     _reject_decoder(name)
     from distilrel.retrieve.dense import BiEncoderScorer
 
-    return BiEncoderScorer(name, **kw)
+    return BiEncoderScorer(name, progress=progress, **kw)
 
 
-def _load_checkpoint(folder: Path, **kw: Any) -> Scorer:
+def _load_checkpoint(folder: Path, progress: bool = False, **kw: Any) -> Scorer:
     meta_file = folder / CHECKPOINT_FILE
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
@@ -61,6 +63,8 @@ def _load_checkpoint(folder: Path, **kw: Any) -> Scorer:
         )
     module_name, func_name = _CHECKPOINT_LOADERS[kind]
     loader = _import_loader(module_name, func_name, kind)
+    if progress and "progress" in inspect.signature(loader).parameters:
+        kw["progress"] = True
     scorer = loader(folder, **kw)
     if not isinstance(scorer, Scorer):
         raise TypeError(f"{module_name}.{func_name} returned {type(scorer).__name__}, not a Scorer")

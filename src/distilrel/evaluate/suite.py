@@ -56,7 +56,7 @@ def run_suite(
             }
             info = _up_to_date(folder, key)
             if info is None:
-                scorer = loaded_scorers.get(sc_name) or load_scorer(sc_name)
+                scorer = loaded_scorers.get(sc_name) or load_scorer(sc_name, progress=True)
                 loaded_scorers[sc_name] = scorer
                 builder = text_builder_for(scorer, ds)
                 res = evaluate(ds, scorer, builder, EvalSettings(split=split, max_queries=max_queries))  # type: ignore[arg-type]

@@ -37,11 +37,13 @@ class BiEncoderScorer(Scorer):
         query_prefix: str | None = None,
         doc_prefix: str | None = None,
         name: str | None = None,
+        progress: bool = False,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.progress = progress
         path = resolve_model(model)
         self.model: Any = SentenceTransformer(str(path), device=device)
         if max_length is not None:
@@ -99,7 +101,8 @@ class BiEncoderScorer(Scorer):
             batch_size=self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
-            show_progress_bar=False,
+            # A bar only where encoding takes a while (a corpus, a dataset's candidates), not per query batch.
+            show_progress_bar=self.progress and len(texts) >= 512,
         )
         return np.asarray(emb, dtype=np.float32)
 
