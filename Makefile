@@ -26,7 +26,6 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(BIN)/distilrel baselines --datasets crowdflower,homedepot,scifact --scorers random,bm25,minilm \
 		--out runs/demo
-	@echo "report: runs/demo/results.md"
 
 test: install system-deps
 	$(BIN)/ruff check src tests benchmarks
