@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from distilrel.io import atomic_dir
 
 if TYPE_CHECKING:
     import faiss
@@ -174,8 +173,7 @@ class VectorIndex:
 
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
-        try:
+        with atomic_dir(folder) as tmp:
             faiss.write_index(self.index, str(tmp / INDEX_FILE))
             pd.DataFrame({"doc_id": self.doc_ids}).to_parquet(tmp / IDS_FILE, index=False)
             meta = {
@@ -185,9 +183,6 @@ class VectorIndex:
                 "count": len(self.doc_ids),
             }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            _swap_dir(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return folder
 
     @classmethod
@@ -206,17 +201,6 @@ class VectorIndex:
         return cls(
             index, doc_ids, IndexConfig(**meta["config"]), meta["model_id"], int(meta["store_generation"])
         )
-
-
-def _swap_dir(new: Path, target: Path) -> None:
-    """Rename ``new`` onto ``target``; an existing ``target`` is moved aside first, then removed."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-    os.rename(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def build_index(store_dir: str | Path, out: str | Path, config: IndexConfig | None = None) -> VectorIndex:

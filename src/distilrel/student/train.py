@@ -18,9 +18,6 @@ and by ``distilrel evaluate --scorer``), ``checkpoints/`` (Trainer checkpoints, 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +37,7 @@ from distilrel.config import (
 )
 from distilrel.data.levels import LevelMapping, remap_levels
 from distilrel.data.schema import DataError, Dataset
-from distilrel.io import write_json
+from distilrel.io import atomic_dir, write_json
 from distilrel.student.collator import NO_LEVEL, PairDataset, PairExample
 from distilrel.student.config import StudentConfig
 
@@ -501,19 +498,6 @@ def best_eval_metrics(state: Any) -> dict[str, float]:
 
 def save_model_atomically(model: StudentModel, target: Path, extra: dict[str, Any]) -> Path:
     """Save into a temp folder beside ``target`` and swap it in: a reader never sees half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only; a model folder is meant to be shared
-    try:
+    with atomic_dir(target) as tmp:
         model.save(tmp, extra)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.rename(target, old)
-        os.rename(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -26,9 +26,6 @@ import copy
 import dataclasses
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +35,7 @@ import torch
 from torch import nn
 
 from distilrel.data.levels import LevelMapping
+from distilrel.io import atomic_dir
 from distilrel.teacher.config import (
     DEFAULT_DECODER_TEMPLATE,
     HeadSpec,
@@ -432,9 +430,7 @@ def save_teacher(
     """Write the teacher folder atomically (see the module docstring); returns ``path``."""
     path = Path(path)
     layout, why = hf_layout(model, tokenizer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         if layout is not None:
             _save_hf(model, tokenizer, tmp, layout)
         else:
@@ -443,23 +439,7 @@ def save_teacher(
         tokenizer.save_pretrained(str(tmp))
         meta = teacher_meta(model, text_fields=text_fields, max_length=max_length, layout=layout, extra=extra)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        tmp.chmod(0o755)
-        _replace_dir(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Swap ``new`` into ``target``; an existing ``target`` is moved aside first and removed after."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.rename(target, old)
-    os.rename(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def teacher_meta(
