@@ -69,6 +69,9 @@ def test_compare_bm25_vs_random(tmp_path: Path) -> None:
     ndcg = {row["run"].split(" ")[0]: row["ndcg@10"] for row in cmp["table"]}
     assert ndcg["bm25"] > ndcg["random"]
     test = next(t for t in cmp["tests"] if t["metric"] == "ndcg@10")
+    # The difference is the run minus the reference (random): positive, and equal to the gap of the means.
+    assert test["diff"] == pytest.approx(ndcg["bm25"] - ndcg["random"], abs=1e-9)
+    assert test["ci_low"] > 0
     assert test["p_value"] < 0.05  # BM25 beats random on CrowdFlower test with significance
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
 

@@ -64,8 +64,9 @@ def compare_runs(
     base = runs[0]
     for r in runs[1:]:
         for m in metrics:
+            # paired_test reports b − a: the run minus the reference, positive when the run is better.
             t = paired_test(
-                r.per_query.loc[common, m].to_numpy(), base.per_query.loc[common, m].to_numpy(), method=method
+                base.per_query.loc[common, m].to_numpy(), r.per_query.loc[common, m].to_numpy(), method=method
             )
             tests.append(
                 {
