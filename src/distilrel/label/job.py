@@ -75,6 +75,29 @@ class LabelSummary:
     def as_dict(self) -> dict[str, object]:
         return {**self.__dict__, "pairs_per_s": round(self.pairs_per_s, 2)}
 
+    @classmethod
+    def of_run(
+        cls,
+        pool: pd.DataFrame,
+        plan: ShardPlan,
+        todo: Sequence[int],
+        labelled: int,
+        start_time: float,
+        damaged: tuple[str, ...],
+        backend: str = "in-process",
+    ) -> LabelSummary:
+        """The summary of one run over ``plan`` that labelled the shards in ``todo`` (either backend)."""
+        return cls(
+            pairs=len(pool),
+            shards=plan.n_shards,
+            shards_done=len(todo),
+            shards_skipped=plan.n_shards - len(todo),
+            pairs_labelled=labelled,
+            seconds=time.perf_counter() - start_time,
+            backend=backend,
+            damaged=damaged,
+        )
+
 
 @dataclass(frozen=True)
 class TeacherLabeller:
@@ -196,15 +219,7 @@ def run_label_job(
             )
             write_shard(shard_path(out, shard), shard_table(pool.iloc[start:stop], probs, gains))
             labelled += stop - start
-    return LabelSummary(
-        pairs=len(pool),
-        shards=plan.n_shards,
-        shards_done=len(todo),
-        shards_skipped=plan.n_shards - len(todo),
-        pairs_labelled=labelled,
-        seconds=time.perf_counter() - start_time,
-        damaged=damaged_files(out, reasons),
-    )
+    return LabelSummary.of_run(pool, plan, todo, labelled, start_time, damaged_files(out, reasons))
 
 
 def damaged_files(out: Path, reasons: dict[int, str]) -> tuple[str, ...]:

@@ -145,16 +145,8 @@ def run_label_job_ray(
     finally:
         if started_here:
             ray.shutdown()
-    return LabelSummary(
-        pairs=len(pool),
-        shards=plan.n_shards,
-        shards_done=len(todo),
-        shards_skipped=plan.n_shards - len(todo),
-        pairs_labelled=labelled,
-        seconds=time.perf_counter() - start_time,
-        backend=f"ray ({num_actors} actor{'s' if num_actors > 1 else ''})",
-        damaged=damaged_files(out, reasons),
-    )
+    backend = f"ray ({num_actors} actor{'s' if num_actors > 1 else ''})"
+    return LabelSummary.of_run(pool, plan, todo, labelled, start_time, damaged_files(out, reasons), backend)
 
 
 def _write(
