@@ -13,8 +13,10 @@ export TOKENIZERS_PARALLELISM ?= false
 install: $(STAMP)
 
 # Real servers the tests start on 127.0.0.1 come from Debian packages.
+# The explorer's browser test drives Debian's chromium through its chromedriver (never a browser download).
 system-deps:
-	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server chromium chromium-driver >/dev/null; }
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

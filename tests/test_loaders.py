@@ -88,6 +88,7 @@ def test_registry_lists_every_dataset_and_rejects_unknown_names_and_options(tmp_
         "esci_es",
         "xquad_r",
         "ja_qa",
+        "judgments",
         "table",
     }
     with pytest.raises(ValueError, match="unknown dataset 'nope'"):

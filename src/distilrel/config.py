@@ -96,7 +96,8 @@ def optional_int(value: Any, name: str, section: str, source: str, minimum: int 
 @dataclass(frozen=True)
 class DatasetSpec:
     """One training dataset. ``path``: its folder (default: its folder under ``[data] data_dir`` or the
-    shared data); ``options``: loader options (e.g. files and columns for ``table``)."""
+    shared data); ``options``: loader options (e.g. files and columns for ``table``); ``captions``: a
+    captions table (``distilrel caption`` output) joined on doc_id as the ``caption`` document field."""
 
     name: str
     path: str | None = None
@@ -104,6 +105,7 @@ class DatasetSpec:
     max_train_pairs: int | None = None  # sampled (seeded) from the train split; None = all
     max_eval_queries: int | None = None  # whole queries sampled from the eval split; None = all
     evaluate: bool = True  # take part in the NDCG@10 evaluator
+    captions: str | None = None  # captions.parquet or a caption output folder
 
     @classmethod
     def from_toml(cls, raw: Any, source: str) -> DatasetSpec:
@@ -122,6 +124,7 @@ class DatasetSpec:
             max_train_pairs=optional_int(raw.get("max_train_pairs"), "max_train_pairs", sec, source),
             max_eval_queries=optional_int(raw.get("max_eval_queries"), "max_eval_queries", sec, source),
             evaluate=bool(raw.get("evaluate", True)),
+            captions=str(raw["captions"]) if raw.get("captions") else None,
         )
 
 
@@ -283,7 +286,12 @@ def load_datasets(config: RunConfig) -> list[Dataset]:
             root = Path(config.data.data_dir).expanduser()
             folders = DATASETS[spec.name].folders
             path = next((root / f for f in folders if (root / f).is_dir()), root / folders[0])
-        out.append(load_dataset(spec.name, data_dir=path, **dict(spec.options)))
+        ds = load_dataset(spec.name, data_dir=path, **dict(spec.options))
+        if spec.captions:
+            from distilrel.caption.join import attach_captions
+
+            ds = attach_captions(ds, Path(spec.captions).expanduser())
+        out.append(ds)
     return out
 
 

@@ -6,6 +6,7 @@ import typer
 
 from distilrel.cli import data as data_cmd
 from distilrel.cli.baselines import baselines
+from distilrel.cli.caption import caption
 from distilrel.cli.evaluate import compare, evaluate
 from distilrel.cli.label import label, logs_app
 from distilrel.cli.serve import cache_app, embed, index_app, serve
@@ -25,6 +26,7 @@ app.command()(baselines)
 app.add_typer(teacher_app, name="teacher", help="Train a K-level cross-encoder teacher and predict with it.")
 app.add_typer(logs_app, name="logs", help="Build the unlabelled (query, document) pool from search logs.")
 app.command()(label)
+app.command()(caption)
 app.add_typer(student_app, name="student", help="Distil the teacher into a bi-encoder student.")
 app.command()(embed)
 app.add_typer(index_app, name="index", help="Build the FAISS index over the embedding store.")

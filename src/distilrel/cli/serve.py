@@ -38,6 +38,11 @@ def embed(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="documents per forward pass")] = 64,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: cuda if available)")] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="embed on Ray Data at this address (auto, host:port, ray://...)")
+    ] = None,
+    num_actors: Annotated[int, typer.Option(help="Ray actors (each loads the document tower once)")] = 1,
+    chunk_size: Annotated[int, typer.Option(help="Ray: documents per task")] = 1024,
 ) -> None:
     """Embed the catalog's new and changed documents into the store and drop deleted ones; unchanged
     documents (same content hash, same document tower) are not re-embedded. Writes atomically."""
@@ -65,6 +70,9 @@ def embed(
         device=device,
         batch_size=batch_size,
         log=console.print,
+        ray_address=ray_address,
+        num_actors=num_actors,
+        chunk_size=chunk_size,
     )
     table = Table(title=f"embedding store {store} (generation {report.generation})")
     for name in ("total", "new", "changed", "unchanged", "deleted", "embedded"):
@@ -132,8 +140,20 @@ def serve(
         str, typer.Option(help="environment variable holding the API key (unset: no authentication)")
     ] = "DISTILREL_API_KEY",
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="explorer (/ui): catalog dataset whose judged queries, labels and titles it shows"),
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="folder of --dataset (default: shared data)")] = None,
+    judgments: Annotated[
+        Path | None, typer.Option(help="explorer: judgments folder to append to (default: judging off)")
+    ] = None,
+    annotator: Annotated[
+        str, typer.Option(help="explorer: default name recorded with each judgment")
+    ] = os.environ.get("USER", "anonymous"),
 ) -> None:
-    """Serve /v1/rerank, /v1/search, /v1/embed, /v1/related/{doc_id}, /healthz and /metrics."""
+    """Serve /v1/rerank, /v1/search, /v1/embed, /v1/related/{doc_id}, /healthz, /metrics and the relevance
+    explorer and judging page at /ui."""
     import uvicorn
 
     from distilrel.serve.app import ServeSettings, create_app
@@ -159,7 +179,18 @@ def serve(
     console.print(json.dumps(engine.health()))
     if settings.api_key is None:
         console.print(f"[yellow]no API key[/] (set {api_key_env} to require one)")
-    app = create_app(engine, settings)
+    from distilrel.judge.store import JudgmentStore
+    from distilrel.serve.ui.explorer import Explorer
+
+    catalog = None
+    if dataset is not None:
+        from distilrel.cli.common import load
+
+        catalog = load(dataset, data_dir)
+    store = JudgmentStore(judgments, engine.student.levels) if judgments is not None else None
+    explorer = Explorer(engine, catalog, store, annotator=annotator)
+    console.print(f"explorer: http://{host}:{port}/ui" + ("" if store else " (judging off: no --judgments)"))
+    app = create_app(engine, settings, explorer)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

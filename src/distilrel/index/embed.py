@@ -4,6 +4,9 @@ A document needs (re-)embedding when its doc id is new, when the content hash of
 or when the store was embedded by another model. The model id is a fingerprint of the saved document
 tower folder (weights, tokenizer, prompt and max length all live there), so retraining only the head
 keeps every stored vector valid, and any change to the tower invalidates all of them.
+
+The encoder runs in process, or on a Ray cluster (``ray_address``; :mod:`distilrel.index.ray_backend`)
+for big catalogs; either way the store is updated by this process in one atomic step.
 """
 
 from __future__ import annotations
@@ -41,6 +44,21 @@ class EmbedReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class DocEncoder:
+    """A picklable recipe for a student's document encoder (Ray actors call :meth:`load` once each)."""
+
+    student_dir: str
+    device: str | None = None
+    batch_size: int = 64
+
+    def load(self) -> Encode:
+        from distilrel.student.model import load_student
+
+        model = load_student(self.student_dir, device=self.device)
+        return lambda texts: model.encode_docs(texts, batch_size=self.batch_size)
 
 
 @dataclass(frozen=True)
@@ -156,11 +174,15 @@ def embed_catalog(
     device: str | None = None,
     batch_size: int = 64,
     log: Callable[[str], None] = lambda _: None,
+    ray_address: str | None = None,
+    num_actors: int = 1,
+    chunk_size: int = 1024,
 ) -> EmbedReport:
     """``distilrel embed``: build each document's text as the student was trained to read it (its saved
     text fields, else ``fields``, else ``default_fields``), and update the store at ``store_dir``.
 
-    The student is loaded only if some document needs embedding.
+    The student is loaded only if some document needs embedding: in this process, or with
+    ``ray_address`` once per actor of a pool of ``num_actors``, each embedding ``chunk_size`` texts a task.
     """
     from distilrel.student.model import read_metadata
     from distilrel.text.builder import TextBuilder
@@ -177,14 +199,16 @@ def embed_catalog(
     )
     texts = builder.build_many(documents)
     _, doc_model = student_ids(student_dir)
-    model: list[Any] = []
+    encoder = DocEncoder(str(student_dir.resolve()), device=device, batch_size=batch_size)
 
     def encode(batch: list[str]) -> np.ndarray:
-        from distilrel.student.model import load_student
+        if ray_address:
+            from distilrel.index.ray_backend import ray_encoder
 
+            log(f"embedding {len(batch):,} documents with {doc_model} on Ray ({num_actors} actor(s))")
+            return ray_encoder(encoder.load, ray_address, chunk_size=chunk_size, num_actors=num_actors)(batch)
         log(f"embedding {len(batch):,} documents with {doc_model}")
-        model.append(load_student(student_dir, device=device))
-        return model[0].encode_docs(batch, batch_size=batch_size)
+        return encoder.load()(batch)
 
     store_meta = {"student": str(student_dir), "fields": builder.to_config()}
     return embed_incremental(

@@ -13,11 +13,10 @@ one is recomputed whole.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +31,7 @@ from distilrel.label.shards import (
     texts_hash,
     write_shard,
 )
+from distilrel.scale.progress import progress_bar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -227,49 +227,6 @@ def damaged_files(out: Path, reasons: dict[int, str]) -> tuple[str, ...]:
     return tuple(
         f"{shard_path(out, i).name}: {why}" for i, why in sorted(reasons.items()) if why != "missing"
     )
-
-
-@contextmanager
-def progress_bar(
-    total: int, completed: int, enabled: bool, console: Console | None = None
-) -> Iterator[Callable[[int], None]]:
-    """Yields ``advance(n_pairs)``; shows a rich bar with pairs/s (pairs already done are not counted in
-    the rate). Disabled: a no-op."""
-    if not enabled:
-        yield lambda _n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns: list[Any] = [
-        TextColumn("labelling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]} pairs/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
-    t0 = time.perf_counter()
-    fresh = 0
-    with Progress(*columns, console=console or Console(stderr=True)) as progress:
-        task = progress.add_task("label", total=total, completed=completed, rate="-")
-
-        def advance(n: int) -> None:
-            nonlocal fresh
-            fresh += n
-            rate = fresh / max(time.perf_counter() - t0, 1e-9)
-            progress.update(task, advance=n, rate=f"{rate:,.0f}")
-
-        yield advance
 
 
 def _check_probs(p: np.ndarray, n: int, k: int, offset: int) -> None:

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ PLAN_VERSION = 1
 class ShardPlan:
     """What a labelling run computes; two runs may share an output folder only if their plans match."""
 
+    kind: ClassVar[str] = "labels"  # what the shards hold, for messages
     n_rows: int
     shard_size: int
     pool_hash: str
@@ -111,25 +112,41 @@ def texts_hash(texts: Sequence[str]) -> str:
 # --- manifest ------------------------------------------------------------------------------------
 
 
-def read_manifest(out: Path) -> ShardPlan | None:
+class Plan(Protocol):
+    """What :func:`open_run` needs of a run's plan (:class:`ShardPlan`, the caption job's plan, ...)."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, object]: ...
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Self: ...
+
+    def differences(self, other: Self) -> list[str]: ...
+
+
+P = TypeVar("P", bound=Plan)
+
+
+def read_manifest(out: Path, plan_type: type[P] = ShardPlan) -> P | None:  # type: ignore[assignment]
     path = out / MANIFEST
     if not path.is_file():
         return None
     try:
-        return ShardPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return plan_type.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: unreadable manifest ({exc}); rerun with overwrite to start over") from exc
 
 
-def open_run(out: Path, plan: ShardPlan, overwrite: bool) -> None:
-    """Claim ``out`` for ``plan``: refuse a folder labelled under another plan unless ``overwrite``
+def open_run(out: Path, plan: Plan, overwrite: bool) -> None:
+    """Claim ``out`` for ``plan``: refuse a folder written under another plan unless ``overwrite``
     (which deletes its shards), remove temp files a killed run left, and write the manifest."""
     out.mkdir(parents=True, exist_ok=True)
-    old = read_manifest(out) if not overwrite else None
+    old = read_manifest(out, type(plan)) if not overwrite else None
     if old is not None and old != plan:
         diff = "; ".join(old.differences(plan))
         raise ValueError(
-            f"{out} holds labels of another run ({diff}); use another output folder or overwrite=True "
+            f"{out} holds {plan.kind} of another run ({diff}); use another output folder or overwrite=True "
             "(--overwrite) to delete them"
         )
     stray = sorted(out.glob(SHARD_GLOB)) if old is None else []

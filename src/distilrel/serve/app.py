@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +26,9 @@ from distilrel.serve import schema
 from distilrel.serve.engine import Candidate, Engine, RankResult, TeacherUnavailable, UnknownDocument
 from distilrel.serve.metrics import ServiceMetrics
 from distilrel.serve.schema import API_KEY_HEADER
+
+if TYPE_CHECKING:
+    from distilrel.serve.ui.explorer import Explorer
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,7 +101,10 @@ def _limit_error(loc: list[str | int], msg: str) -> HTTPException:
     return HTTPException(422, detail=[{"loc": loc, "msg": msg, "type": "limit"}])
 
 
-def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, settings: ServeSettings | None = None, explorer: Explorer | None = None
+) -> FastAPI:
+    """The service; with ``explorer`` also the relevance explorer and judging page under ``/ui``."""
     settings = settings or ServeSettings()
     metrics = ServiceMetrics(engine.cache.stats)
     app = FastAPI(title=settings.title, version="1")
@@ -211,6 +217,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         body, content_type = metrics.render()
         return Response(content=body, media_type=content_type)
 
+    if explorer is not None:
+        from distilrel.serve.ui.routes import ui_router
+
+        app.include_router(ui_router(explorer, settings.api_key))
     return app
 
 

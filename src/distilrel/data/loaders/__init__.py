@@ -11,7 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from distilrel.data.loaders import crowdflower, esci, esci_es, homedepot, ja_qa, scifact, table, xquad_r
+from distilrel.data.loaders import (
+    crowdflower,
+    esci,
+    esci_es,
+    homedepot,
+    ja_qa,
+    judgments,
+    scifact,
+    table,
+    xquad_r,
+)
 from distilrel.data.loaders._common import resolve_dir
 from distilrel.data.schema import Dataset
 
@@ -36,6 +46,7 @@ DATASETS: dict[str, LoaderSpec] = {
     "xquad_r": LoaderSpec(xquad_r.load, (xquad_r.FOLDER,), "XQuAD-R, 11 languages (retrieve)"),
     "ja_qa": LoaderSpec(ja_qa.load, (ja_qa.FOLDER,), "Japanese question -> paragraph (retrieve)"),
     "table": LoaderSpec(table.load, (), "your own judgments (parquet/csv/jsonl) with a column mapping"),
+    "judgments": LoaderSpec(judgments.load, (), "judgments recorded in the explorer (`serve --judgments`)"),
 }
 
 
