@@ -26,8 +26,7 @@ $(STAMP): pyproject.toml constraints.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: install
-	$(BIN)/distilrel baselines --datasets crowdflower,homedepot,scifact --scorers random,bm25,minilm \
-		--out runs/demo
+	$(BIN)/distilrel run configs/quickstart.toml --no-progress
 
 test: install system-deps
 	$(BIN)/ruff check src tests benchmarks

@@ -277,22 +277,25 @@ def resolve_backbone(config: RunConfig) -> Path:
 def load_datasets(config: RunConfig) -> list[Dataset]:
     """The ``[data]`` datasets in config order, each from its ``path``, its folder under ``data_dir``, or
     its default place."""
+    return [load_dataset_spec(spec, config.data.data_dir) for spec in config.data.datasets]
+
+
+def load_dataset_spec(spec: DatasetSpec, data_dir: str | Path | None = None) -> Dataset:
+    """One ``[data]`` entry: from its ``path``, its folder under ``data_dir``, or its default place; its
+    captions table joined when it names one."""
     from distilrel.data import DATASETS, load_dataset
 
-    out = []
-    for spec in config.data.datasets:
-        path: Path | None = Path(spec.path).expanduser() if spec.path else None
-        if path is None and config.data.data_dir and spec.name in DATASETS and DATASETS[spec.name].folders:
-            root = Path(config.data.data_dir).expanduser()
-            folders = DATASETS[spec.name].folders
-            path = next((root / f for f in folders if (root / f).is_dir()), root / folders[0])
-        ds = load_dataset(spec.name, data_dir=path, **dict(spec.options))
-        if spec.captions:
-            from distilrel.caption.join import attach_captions
+    path: Path | None = Path(spec.path).expanduser() if spec.path else None
+    if path is None and data_dir and spec.name in DATASETS and DATASETS[spec.name].folders:
+        root = Path(data_dir).expanduser()
+        folders = DATASETS[spec.name].folders
+        path = next((root / f for f in folders if (root / f).is_dir()), root / folders[0])
+    ds = load_dataset(spec.name, data_dir=path, **dict(spec.options))
+    if spec.captions:
+        from distilrel.caption.join import attach_captions
 
-            ds = attach_captions(ds, Path(spec.captions).expanduser())
-        out.append(ds)
-    return out
+        ds = attach_captions(ds, Path(spec.captions).expanduser())
+    return ds
 
 
 def resolve_fields(config: RunConfig, datasets: Mapping[str, Dataset]) -> tuple[FieldConfig, ...]:

@@ -114,42 +114,26 @@ def label(
 ) -> None:
     """Score every pool pair with the teacher into K-level probabilities (sharded Parquet; a rerun skips
     finished shards)."""
-    from distilrel.label.job import LabelSettings, TeacherLabeller, folder_fingerprint, run_label_job
-    from distilrel.label.pool import pool_texts, read_pool
-    from distilrel.teacher.model import read_meta
+    from distilrel.label.job import LabelSettings, label_pool_folder
 
-    tables = read_pool(pool)
-    meta = read_meta(teacher)
-    target = out or pool / "labels"
-    labeller = TeacherLabeller(str(teacher.resolve()), batch_size=batch_size, device=device)
-    recipe = _field_recipe(fields) or list(meta.get("text", {}).get("fields", [])) or None
-
-    from distilrel.teacher.model import load_tokenizer
-
-    with console.status("building document texts"):
-        texts = pool_texts(
-            tables, recipe, load_tokenizer(teacher), log=lambda m: console.print(f"[yellow]{m}[/]")
-        )
-    levels = meta["levels"]
     settings = LabelSettings(
         shard_size=shard_size, chunk_size=chunk_size, overwrite=overwrite, progress=progress
     )
-    common = {
-        "teacher_id": f"{teacher.resolve().name}:{folder_fingerprint(teacher)[:16]}",
-        "k": len(levels["names"]),
-        "gains": levels["gains"],
-        "settings": settings,
-    }
-    if ray_address:
-        from distilrel.label.ray_backend import run_label_job_ray
-
-        summary = run_label_job_ray(
-            tables.pairs, texts, target, labeller.load, address=ray_address, num_actors=num_actors, **common
-        )
-    else:
-        with console.status("loading the teacher"):
-            score_fn = labeller.load()
-        summary = run_label_job(tables.pairs, texts, target, score_fn, console=console, **common)
+    target = out or pool / "labels"
+    # No console.status around this: the job shows its own progress bar (rich allows one live display).
+    summary = label_pool_folder(
+        pool,
+        teacher,
+        target,
+        settings=settings,
+        batch_size=batch_size,
+        device=device,
+        fields=_field_recipe(fields),
+        ray_address=ray_address,
+        num_actors=num_actors,
+        console=console,
+        log=lambda m: console.print(f"[yellow]{m}[/]"),
+    )
     for note in summary.damaged:
         console.print(f"[yellow]recomputed a damaged shard[/] {note}")
     t = Table(title=f"labels → {target} ({summary.backend})")

@@ -9,9 +9,11 @@ from distilrel.cli.baselines import baselines
 from distilrel.cli.caption import caption
 from distilrel.cli.evaluate import compare, evaluate
 from distilrel.cli.label import label, logs_app
+from distilrel.cli.run import run
 from distilrel.cli.serve import cache_app, embed, index_app, serve
 from distilrel.cli.student import app as student_app
 from distilrel.cli.teacher import app as teacher_app
+from distilrel.cli.transfer import transfer
 
 app = typer.Typer(
     name="distilrel",
@@ -32,6 +34,8 @@ app.command()(embed)
 app.add_typer(index_app, name="index", help="Build the FAISS index over the embedding store.")
 app.command()(serve)
 app.add_typer(cache_app, name="cache", help="Query-cache tools (replay a query stream).")
+app.command()(run)
+app.command()(transfer)
 
 
 if __name__ == "__main__":

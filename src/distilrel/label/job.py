@@ -222,6 +222,53 @@ def run_label_job(
     return LabelSummary.of_run(pool, plan, todo, labelled, start_time, damaged_files(out, reasons))
 
 
+def label_pool_folder(
+    pool_dir: str | Path,
+    teacher_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    settings: LabelSettings = LabelSettings(),
+    batch_size: int = 64,
+    device: str | None = None,
+    fields: Sequence[str | dict[str, object]] | None = None,
+    ray_address: str | None = None,
+    num_actors: int = 1,
+    console: Console | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> LabelSummary:
+    """``distilrel label``: score every pair of the pool folder ``pool_dir`` with the teacher folder
+    ``teacher_dir`` into shards under ``out`` (default ``POOL_DIR/labels``); a rerun skips finished shards.
+
+    fields: the document text recipe (default: the teacher's own, so labelling reads what training read).
+    ray_address: run on Ray Data (``num_actors`` actors, each loading the teacher once) instead of in process.
+    """
+    from distilrel.label.pool import pool_texts, read_pool
+    from distilrel.teacher.model import load_tokenizer, read_meta
+
+    pool_dir, teacher_dir = Path(pool_dir), Path(teacher_dir)
+    tables = read_pool(pool_dir)
+    meta = read_meta(teacher_dir)
+    target = Path(out) if out is not None else pool_dir / "labels"
+    labeller = TeacherLabeller(str(teacher_dir.resolve()), batch_size=batch_size, device=device)
+    recipe = list(fields or meta.get("text", {}).get("fields", [])) or None
+    texts = pool_texts(tables, recipe, load_tokenizer(teacher_dir), log=log)
+    levels = meta["levels"]
+    common = {
+        # The folder's bytes name the teacher: a retrained teacher in the same folder is another one.
+        "teacher_id": f"{teacher_dir.resolve().name}:{folder_fingerprint(teacher_dir)[:16]}",
+        "k": len(levels["names"]),
+        "gains": levels["gains"],
+        "settings": settings,
+    }
+    if ray_address:
+        from distilrel.label.ray_backend import run_label_job_ray
+
+        return run_label_job_ray(
+            tables.pairs, texts, target, labeller.load, address=ray_address, num_actors=num_actors, **common
+        )
+    return run_label_job(tables.pairs, texts, target, labeller.load(), console=console, **common)
+
+
 def damaged_files(out: Path, reasons: dict[int, str]) -> tuple[str, ...]:
     """The shards that had a file which failed the checks (not merely missing), with the reason."""
     return tuple(

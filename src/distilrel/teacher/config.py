@@ -64,6 +64,60 @@ def _positive(value: float, name: str, section: str, source: str, allow_zero: bo
 
 
 @dataclass(frozen=True)
+class NegativesConfig:
+    """Hard negatives mined for a dataset whose judgments hold (almost) only positives, as retrieval sets
+    do: per query of the train and eval splits, the ``k`` best documents of the first-stage ``retriever``
+    (a scorer name that can search a corpus: ``bm25``, ``minilm``, ``e5``, a model folder) that the query
+    has no judgment for, labelled with the LOWEST level. Unjudged is not proven irrelevant, so a few of
+    them are false negatives (the BEIR convention evaluation uses too)."""
+
+    k: int = 7
+    retriever: str = "bm25"
+
+    @classmethod
+    def from_toml(cls, raw: Any, section: str, source: str) -> NegativesConfig:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(
+                f"{source}: [{section}] negatives must be a table like "
+                f'{{ k = 7, retriever = "bm25" }}, got {raw!r}'
+            )
+        check_keys(raw, field_names(cls), f"{section} negatives", source)
+        k = optional_int(raw.get("k", 7), "negatives k", section, source)
+        retriever = raw.get("retriever", "bm25")
+        if k is None:
+            raise ConfigError(
+                f"{source}: [{section}] negatives k must be an integer >= 1, got {raw.get('k')!r}"
+            )
+        if not isinstance(retriever, str) or not retriever.strip():
+            raise ConfigError(
+                f"{source}: [{section}] negatives retriever must be a scorer name, got {retriever!r}"
+            )
+        return cls(k=k, retriever=retriever.strip())
+
+
+def _split_negatives(
+    raw: Mapping[str, Any], source: str
+) -> tuple[dict[str, Any], dict[str, NegativesConfig]]:
+    """``[data]`` without the dataset entries' ``negatives`` tables, and those tables by dataset name.
+
+    ``negatives`` is teacher-only (the student learns from the teacher's labels, not from judged pairs), so
+    it is read here rather than by the shared :class:`~distilrel.config.DatasetSpec`."""
+    entries = raw.get("datasets")
+    if not isinstance(entries, list):
+        return dict(raw), {}
+    kept: list[Any] = []
+    negatives: dict[str, NegativesConfig] = {}
+    for entry in entries:
+        if isinstance(entry, Mapping) and "negatives" in entry:
+            name = str(entry.get("name", ""))
+            section = f"data.datasets {name!r}"
+            negatives[name] = NegativesConfig.from_toml(entry["negatives"], section, source)
+            entry = {k: v for k, v in entry.items() if k != "negatives"}
+        kept.append(entry)
+    return {**raw, "datasets": kept}, negatives
+
+
+@dataclass(frozen=True)
 class DataConfig(DatasetCaps):
     datasets: tuple[DatasetSpec, ...]
     data_dir: str | None = None  # root holding the datasets' default folders (default: shared data)
@@ -72,11 +126,15 @@ class DataConfig(DatasetCaps):
     max_train_pairs: int | None = None  # default cap per dataset (a dataset's own cap wins)
     max_eval_queries: int | None = None  # default cap per dataset
     seed: int = 13  # which pairs / queries the caps keep
+    # dataset name -> hard-negative mining; written as a ``negatives`` table in that dataset's entry
+    negatives: Mapping[str, NegativesConfig] = field(default_factory=dict)
 
     @classmethod
     def from_toml(cls, raw: Mapping[str, Any], source: str) -> DataConfig:
-        check_keys(raw, field_names(cls), "data", source)
+        check_keys(raw, field_names(cls, skip=("negatives",)), "data", source)
+        raw, negatives = _split_negatives(raw, source)
         return cls(
+            negatives=negatives,
             datasets=parse_datasets(raw, source),
             data_dir=raw.get("data_dir") or None,
             train_split=str(raw.get("train_split", "train")),

@@ -14,7 +14,7 @@ either resumed or refused.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from distilrel.config import (
     training_arguments_kwargs,
 )
 from distilrel.data.schema import Dataset
-from distilrel.teacher.config import TeacherConfig, remap_levels
+from distilrel.teacher.config import NegativesConfig, TeacherConfig, remap_levels
+from distilrel.teacher.negatives import MINED_LABEL
 
 MODEL = "model"
 SUMMARY = "summary.json"
@@ -129,6 +130,9 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
             except ValueError as e:
                 raise ValueError(f"{config.source}: [data] eval_split for {ds.name!r}: {e}") from e
             eval_j = _sample_queries(eval_j, config.data.eval_cap(spec), config.data.seed)
+        negatives = config.data.negatives.get(spec.name)
+        if negatives is not None:
+            train_j, eval_j = _with_negatives(config, ds, negatives, builder, fields, train_j, eval_j)
         needed = set(train_j["doc_id"].astype(str)) | (
             set(eval_j["doc_id"].astype(str)) if eval_j is not None else set()
         )
@@ -144,12 +148,41 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
             "train_queries": int(train_j["query_id"].nunique()),
             "eval_queries": int(eval_j["query_id"].nunique()) if eval_j is not None else 0,
             "eval_pairs": len(eval_j) if eval_j is not None else 0,
+            "mined_negatives": int((train_j["label"] == MINED_LABEL).sum()) if negatives else 0,
             "levels": list(ds.levels.names),
             "mapped_to": [target.names[i] for i in level_map],
         }
     if not prep.train_queries:
         raise ValueError(f"{config.source}: no training pairs after sampling")
     return prep
+
+
+def _with_negatives(
+    config: TeacherConfig,
+    ds: Dataset,
+    negatives: NegativesConfig,
+    builder: Any,
+    fields: Sequence[FieldConfig],
+    train_j: pd.DataFrame,
+    eval_j: pd.DataFrame | None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Train (after its cap) and eval judgments plus mined hard negatives: the eval set then measures
+    re-ranking the first stage's candidates, as the teacher is used."""
+    from distilrel.teacher.negatives import load_retriever, mine_negatives
+
+    retriever = load_retriever(negatives.retriever, f"{config.source}: [data] {ds.name!r}")
+    cache: dict[str, str] = {}
+
+    def texts_of(ids: Collection[str]) -> dict[str, str]:
+        missing = set(ids) - set(cache)
+        if missing:
+            cache.update(_texts(ds, missing, builder, fields))
+        return {d: cache[d] for d in ids}
+
+    train_j = mine_negatives(ds, train_j, retriever, negatives.k, texts_of)
+    if eval_j is not None:
+        eval_j = mine_negatives(ds, eval_j, retriever, negatives.k, texts_of)
+    return train_j, eval_j
 
 
 # --- training --------------------------------------------------------------------------------------

@@ -1,0 +1,363 @@
+"""`distilrel run`: the whole pipeline over a tiny judged table (tests/tiny.py's toy collection written to
+tmp_path), with tiny random BERT backbones for the teacher and the student and a tiny sentence-transformers
+folder as the zero-shot model, all built in the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import tiny
+from distilrel.cli.main import app
+from distilrel.label.shards import read_labels, shard_path
+from distilrel.pipeline.config import load_pipeline_config
+from distilrel.pipeline.context import RunContext
+from distilrel.pipeline.runner import read_stamp, run_pipeline
+
+WORDS = [*tiny.COLORS, *tiny.PRODUCTS, *tiny.FILLER, "a", "item", "title", "description", ":", "|"]
+WORDS += ["engaged", "_", "queries"]
+ALL_STAGES = [
+    "data",
+    "baselines",
+    "teacher",
+    "logs",
+    "label",
+    "student",
+    "embed",
+    "index",
+    "evaluate",
+    "ablation",
+    "transfer",
+    "report",
+]
+HD_MEANS = (3.0, 2.5, 2.0, 1.5, 1.0)  # a Home Depot rater mean per level (its loader bins them back)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The toy collection as Parquet files, two tiny BERT backbones and a tiny zero-shot encoder."""
+    root = tmp_path_factory.mktemp("pipeline-assets")
+    ds = tiny.toy_dataset("table", n_queries=24, test_split=True)
+    ds.judgments.drop(columns=["level"]).to_parquet(root / "judgments.parquet", index=False)
+    ds.documents.to_parquet(root / "documents.parquet", index=False)
+    # A small copy of Home Depot's layout (title only): the transfer target, where "description" is missing.
+    hd = tiny.toy_dataset("homedepot", n_queries=8, test_split=True)
+    (root / "homedepot").mkdir()
+    hd.documents[["doc_id", "language", "title"]].rename(columns={"title": "product_title"}).to_parquet(
+        root / "homedepot" / "documents.parquet", index=False
+    )
+    j = hd.judgments.assign(label=[HD_MEANS[lv] for lv in hd.judgments["level"]])
+    j[["query_id", "query", "doc_id", "label", "split"]].to_parquet(root / "homedepot" / "judgments.parquet")
+    tok = tiny.wordpiece_tokenizer(WORDS, bert_template=True)
+    return {
+        "root": root,
+        "teacher_backbone": tiny.save_tiny_bert(root / "teacher-bert", tok),
+        "student_backbone": tiny.save_tiny_bert(root / "student-bert", tok),
+        "zero_shot": tiny.save_tiny_sentence_transformer(root / "zero-shot", WORDS),
+    }
+
+
+def write_config(
+    tmp_path: Path, assets: dict[str, Path], *, name: str = "toy", student_lr: str = "1e-3", extra: str = ""
+) -> Path:
+    a = {k: str(v) for k, v in assets.items()}
+    body = f"""
+        [run]
+        name = "{name}"
+        out = "{tmp_path / "runs"}"
+
+        [[data.datasets]]
+        name = "table"
+        path = "{a["root"]}"
+        options = {{ judgments = "judgments.parquet", documents = "documents.parquet" }}
+
+        [baselines]
+        scorers = ["random", "bm25", "{a["zero_shot"]}"]
+
+        [teacher.model]
+        backbone = "{a["teacher_backbone"]}"
+        max_length = 32
+
+        [teacher.text]
+        fields = ["title", "description"]
+
+        [teacher.training]
+        max_steps = 6
+        eval_steps = 3
+        batch_size = 8
+        learning_rate = 5e-3
+        warmup_ratio = 0.0
+        logging_steps = 3
+
+        [logs]
+        k = 6
+        exclude_from = []
+
+        [label]
+        shard_size = 4
+        chunk_size = 4
+        batch_size = 4
+
+        [student]
+        pseudo_ratio = 2
+
+        [student.model]
+        backbone = "{a["student_backbone"]}"
+        max_query_length = 12
+        max_doc_length = 24
+        head_hidden = 16
+
+        [student.text]
+        fields = ["title", "description"]
+
+        [student.training]
+        max_steps = 6
+        eval_steps = 3
+        batch_size = 8
+        learning_rate = {student_lr}
+        head_learning_rate = 5e-3
+        logging_steps = 3
+
+        [evaluate]
+        latency_queries = 20
+        rerank_queries = 2
+        rerank_depth = 10
+
+        [ablation]
+        model = "zero-shot:{a["zero_shot"]}"
+        fields = [["title"], ["title", "description"], ["title", "description", "engaged_queries"],
+                  ["title", "description", "engaged_queries", "caption"]]
+
+        [transfer]
+        max_queries = 3
+
+        [[transfer.datasets]]
+        name = "homedepot"
+        path = "{a["root"]}/homedepot"
+        {extra}
+    """
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def run(config: Path) -> dict[str, str]:
+    ctx = RunContext(load_pipeline_config(config), progress=False)
+    return {o.stage: o.status for o in run_pipeline(ctx)}
+
+
+# --- 1, 2: a full run writes every section; a second run skips every stage ---------------------------------
+
+
+def test_full_run_writes_the_report_then_a_second_run_skips_everything(
+    tmp_path: Path, assets: dict[str, Path]
+) -> None:
+    config = write_config(tmp_path, assets)
+    first = run(config)
+    assert list(first) == ALL_STAGES and set(first.values()) == {"ran"}
+    root = tmp_path / "runs" / "toy"
+    report = (root / "report.md").read_text()
+    for section in (
+        "## Stages",
+        "## Data",
+        "## Models (test split)",
+        "### table",
+        "### Retention",
+        "## Ablation",
+        "## Transfer",
+        "## Costs",
+    ):
+        assert section in report, section
+    # Every model on the dataset, with level accuracy for the two that predict levels.
+    table = report.split("### table")[1].split("###")[0]
+    assert all(f"| {m} |" in table for m in ("random", "bm25", "st", "teacher", "student"))
+    evaluate = json.loads((root / "stages" / "evaluate.json").read_text())["summary"]
+    assert 0 <= evaluate["results"]["table"]["student"]["classifier"]["level_accuracy"] <= 1
+    assert evaluate["costs"]["student_query_encode"]["p50_ms"] > 0
+    # Fields a dataset lacks are said plainly: no images here, no description in the transfer target.
+    assert "table has no images; the caption field is empty" in report
+    assert "| homedepot | teacher |" in report and "| description |" in report
+    ablation = json.loads((root / "stages" / "ablation.json").read_text())["summary"]
+    assert [s["label"] for s in ablation["steps"]][:2] == ["title", "title + description"]
+    assert ablation["steps"][3]["results"]["table"]["same_as_previous"]  # + caption: no caption column
+    for png in ("models.png", "ablation.png"):
+        assert (root / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The stages' outputs: every pool pair labelled, the whole catalog embedded and indexed.
+    pool = pd.read_parquet(root / "pool" / "pairs.parquet")
+    assert len(read_labels(root / "pool" / "labels")) == len(pool) > 0
+    assert json.loads((root / "stages" / "index.json").read_text())["summary"]["documents"] == 120
+    assert not list((root / "stages").glob("*.running.json"))
+
+    stamps = {f.name: f.read_bytes() for f in (root / "stages").glob("*.json")}
+    report_mtime = (root / "report.md").stat().st_mtime_ns
+    second = run(config)
+    assert set(second.values()) == {"skipped (up to date)"}
+    assert {f.name: f.read_bytes() for f in (root / "stages").glob("*.json")} == stamps
+    assert (root / "report.md").stat().st_mtime_ns == report_mtime
+
+    # Through the command: --force re-runs a stage and what reads it, nothing else.
+    result = CliRunner().invoke(app, ["run", str(config), "--force", "index", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    reran = {
+        s for s in ALL_STAGES if read_stamp(root, s)["finished"] > json.loads(stamps[f"{s}.json"])["finished"]
+    }
+    assert reran == {"index", "report"}
+
+
+# --- 3: a student change re-runs the student and what reads it, nothing upstream --------------------------
+
+
+def test_changing_the_student_config_reruns_student_and_downstream_only(
+    tmp_path: Path, assets: dict[str, Path]
+) -> None:
+    run(write_config(tmp_path, assets))
+    root = tmp_path / "runs" / "toy"
+    teacher_files = {f: f.stat().st_mtime_ns for f in (root / "teacher" / "model").iterdir()}
+    changed = run(write_config(tmp_path, assets, student_lr="2e-3"))
+    reran = {"student", "embed", "index", "evaluate", "transfer", "report"}
+    assert {s for s, v in changed.items() if v == "ran"} == reran
+    assert all(v == "skipped (up to date)" for s, v in changed.items() if s not in reran)
+    assert {f: f.stat().st_mtime_ns for f in (root / "teacher" / "model").iterdir()} == teacher_files
+    info = json.loads((root / "student" / "train_info.json").read_text())
+    assert info["config"]["training"]["learning_rate"] == 2e-3
+
+
+# --- 4: killed while labelling, the rerun resumes and ends where an uninterrupted run ends ------------------
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from distilrel.cli.main import app
+    from distilrel.label import job
+
+    load = job.TeacherLabeller.load
+
+    def slow_load(self):  # slow enough that the test can kill the run between two shards
+        fn = load(self)
+
+        def slow(queries, docs):
+            time.sleep(0.3)
+            return fn(queries, docs)
+
+        return slow
+
+    job.TeacherLabeller.load = slow_load
+    app(["run", sys.argv[1], "--no-progress"])
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_run_killed_during_labelling_resumes_to_the_same_outputs(
+    tmp_path: Path, assets: dict[str, Path]
+) -> None:
+    config = write_config(tmp_path, assets)
+    root = tmp_path / "runs" / "toy"
+    labels = root / "pool" / "labels"
+    (tmp_path / "killed_run.py").write_text(KILLED_RUN)
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "killed_run.py"), str(config)], stderr=subprocess.PIPE, env=env
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not shard_path(labels, 0).exists():
+            if proc.poll() is not None:
+                pytest.fail(f"the run exited early: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
+            if time.monotonic() > deadline:
+                pytest.fail("no label shard appeared within 120 s")
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    n_shards = -(-len(pd.read_parquet(root / "pool" / "pairs.parquet")) // 4)
+    done = sorted(labels.glob("shard-*.parquet"))
+    assert 1 <= len(done) < n_shards  # killed mid-stage
+    assert read_stamp(root, "label") is None and read_stamp(root, "label", running=True) is not None
+    assert read_stamp(root, "teacher") is not None  # finished before the kill: not trained again
+    before = {f.name: f.read_bytes() for f in done}
+
+    resumed = run(config)
+    assert resumed["teacher"] == resumed["logs"] == "skipped (up to date)"
+    assert resumed["label"] == "resumed" and resumed["student"] == "ran"
+    assert {f.name: f.read_bytes() for f in done} == before  # finished shards were not rewritten
+    assert json.loads((root / "stages" / "label.json").read_text())["summary"]["shards_skipped"] == len(done)
+
+    run(write_config(tmp_path, assets, name="reference"))  # the same config, never interrupted
+    ref = tmp_path / "runs" / "reference"
+    got, want = read_labels(labels), read_labels(ref / "pool" / "labels")
+    assert got[["dataset", "query", "doc_id"]].equals(want[["dataset", "query", "doc_id"]])
+    np.testing.assert_allclose(np.stack(got["probs"]), np.stack(want["probs"]), rtol=0, atol=1e-6)
+    metrics = [
+        json.loads((r / "eval" / "table" / "student" / "metrics.json").read_text()) for r in (root, ref)
+    ]
+    assert metrics[0]["metrics"] == pytest.approx(metrics[1]["metrics"], abs=1e-6)
+
+
+# --- 5: a bad config fails before any stage runs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "replace", "message"),
+    [
+        ("[labels]\nshard_size = 4\n", None, "unknown section(s) ['labels']"),
+        ("", ("shard_size = 4", "shard = 4"), "unknown key(s) ['shard'] in [label]"),
+        (
+            "",
+            ("[teacher.model]", '[teacher]\nconfig = "no/such/teacher.toml"\n[teacher.model]'),
+            "[teacher] config: teacher config no/such/teacher.toml does not exist",
+        ),
+        ("", ("[teacher.text]", "[teacher.textx]"), "unknown key(s) ['textx'] in [teacher]"),
+        (
+            "",
+            ("[logs]", '[logs]\ndatasets = ["crowdflower"]'),
+            "[logs] dataset(s) ['crowdflower'] are not run",
+        ),
+        ("", ("student-bert", "no-such-bert"), "[student]: [model] backbone"),
+    ],
+)
+def test_a_bad_config_fails_before_any_stage_runs(
+    tmp_path: Path, assets: dict[str, Path], extra: str, replace: tuple[str, str] | None, message: str
+) -> None:
+    config = write_config(tmp_path, assets, extra=extra)
+    if replace is not None:
+        config.write_text(config.read_text().replace(*replace))
+    result = CliRunner().invoke(app, ["run", str(config), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "runs").exists()  # nothing ran, nothing was written
+
+
+def test_a_teacher_ablation_trains_one_teacher_per_field_set(tmp_path: Path, assets: dict[str, Path]) -> None:
+    config = write_config(tmp_path, assets)
+    text = config.read_text()
+    start = text.index("[ablation]")
+    fields = '[["title"], ["title", "description"], ["title", "description", "caption"]]'
+    ablation = f'[ablation]\nmodel = "teacher"\nfields = {fields}\n'
+    config.write_text(text[:start] + ablation + text[text.index("[transfer]") :])
+    assert run(config)["ablation"] == "ran"
+    root = tmp_path / "runs" / "toy" / "ablation"
+    summary = json.loads((tmp_path / "runs" / "toy" / "stages" / "ablation.json").read_text())["summary"]
+    steps = summary["steps"]
+    effective = [s["results"]["table"]["effective_fields"] for s in steps]
+    assert effective == [["title"], ["title", "description"], ["title", "description"]]
+    for i in (0, 1):  # each trained its own teacher, on its own fields
+        meta = json.loads((root / f"step-{i}" / "teacher" / "model" / "distilrel.json").read_text())
+        assert [f["name"] for f in meta["text"]["fields"]] == steps[i]["fields"]
+    # No dataset has captions: "+ caption" is the previous step's teacher, not trained again.
+    assert not (root / "step-2").exists() and steps[2]["results"]["table"]["same_as_previous"]
+    assert steps[2]["results"]["table"]["metrics"] == steps[1]["results"]["table"]["metrics"]
