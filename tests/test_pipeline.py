@@ -21,26 +21,13 @@ from typer.testing import CliRunner
 import tiny
 from distilrel.cli.main import app
 from distilrel.label.shards import read_labels, shard_path
-from distilrel.pipeline.config import load_pipeline_config
+from distilrel.pipeline.config import SECTIONS, load_pipeline_config
 from distilrel.pipeline.context import RunContext
 from distilrel.pipeline.runner import read_stamp, run_pipeline
 
 WORDS = [*tiny.COLORS, *tiny.PRODUCTS, *tiny.FILLER, "a", "item", "title", "description", ":", "|"]
 WORDS += ["engaged", "_", "queries"]
-ALL_STAGES = [
-    "data",
-    "baselines",
-    "teacher",
-    "logs",
-    "label",
-    "student",
-    "embed",
-    "index",
-    "evaluate",
-    "ablation",
-    "transfer",
-    "report",
-]
+ALL_STAGES = [s for s in SECTIONS if s != "run"]  # every stage, in order
 HD_MEANS = (3.0, 2.5, 2.0, 1.5, 1.0)  # a Home Depot rater mean per level (its loader bins them back)
 
 

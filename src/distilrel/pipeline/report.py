@@ -20,6 +20,7 @@ import pandas as pd
 
 from distilrel.evaluate.report import markdown_table
 from distilrel.io import atomic_path, write_text
+from distilrel.pipeline.config import SECTIONS
 
 if TYPE_CHECKING:
     from distilrel.pipeline.context import RunContext
@@ -119,19 +120,7 @@ def _fmt(v: float | None, spec: str = ".4f") -> str:
 
 def _section_stages(ctx: RunContext) -> list[str]:
     rows = []
-    for name in (
-        "data",
-        "baselines",
-        "teacher",
-        "logs",
-        "label",
-        "student",
-        "embed",
-        "index",
-        "evaluate",
-        "ablation",
-        "transfer",
-    ):
+    for name in (s for s in SECTIONS if s not in ("run", "report")):  # stage order
         s = _stamp(ctx, name)
         if s is not None:
             rows.append(
