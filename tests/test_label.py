@@ -4,12 +4,9 @@ here, saved and loaded through the teacher module) over a pool built from a smal
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +26,7 @@ from distilrel.label.job import (
 )
 from distilrel.label.pool import build_pool_tables, pool_texts
 from distilrel.label.shards import MANIFEST, read_labels, shard_path
-from tiny import save_tiny_bert, wordpiece_tokenizer
+from tiny import save_tiny_bert, sigkill_when_exists, wordpiece_tokenizer
 
 WORDS = [
     "red", "blue", "white", "black", "warm", "bright", "soft", "led", "desk", "lamp",
@@ -243,20 +240,7 @@ def test_kill_mid_run_then_rerun_equals_an_uninterrupted_run(
     out = tmp_path / "killed"
     args = [str(tmp_path / f) for f in ("pairs.parquet", "texts.json")] + [str(teacher_dir), str(out)]
     proc = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), *args], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not shard_path(out, 0).exists():
-            if proc.poll() is not None:
-                pytest.fail(f"labelling subprocess exited early: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            if time.monotonic() > deadline:
-                pytest.fail("no shard appeared within 120 s")
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    sigkill_when_exists(proc, shard_path(out, 0))
     n_shards = -(-len(pairs) // 8)
     finished = _snapshot(out)
     assert 1 <= len(finished) < n_shards  # killed mid-run, with at least one shard done

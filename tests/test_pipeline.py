@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -257,20 +255,7 @@ def test_a_run_killed_during_labelling_resumes_to_the_same_outputs(
     proc = subprocess.Popen(
         [sys.executable, str(tmp_path / "killed_run.py"), str(config)], stderr=subprocess.PIPE, env=env
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not shard_path(labels, 0).exists():
-            if proc.poll() is not None:
-                pytest.fail(f"the run exited early: {proc.stderr.read().decode()[-3000:]}")  # type: ignore[union-attr]
-            if time.monotonic() > deadline:
-                pytest.fail("no label shard appeared within 120 s")
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    tiny.sigkill_when_exists(proc, shard_path(labels, 0))
     n_shards = -(-len(pd.read_parquet(root / "pool" / "pairs.parquet")) // 4)
     done = sorted(labels.glob("shard-*.parquet"))
     assert 1 <= len(done) < n_shards  # killed mid-stage

@@ -7,6 +7,10 @@ toy judged collection whose levels are easy to learn. Each test file picks its o
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -186,3 +190,24 @@ def toy_dataset(
                 }
             )
     return Dataset(name, pd.DataFrame(docs), pd.DataFrame(judg), levels, ("title", "description"))
+
+
+def sigkill_when_exists(proc: subprocess.Popen[bytes], path: Path, timeout: float = 120.0) -> None:
+    """SIGKILL ``proc`` as soon as ``path`` exists (e.g. its first finished shard); fail if it exits first."""
+    import pytest
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if proc.poll() is not None:
+                stderr = proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+                pytest.fail(f"the subprocess exited before {path.name} appeared: {stderr}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{path.name} did not appear within {timeout:.0f} s")
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
