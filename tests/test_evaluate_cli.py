@@ -86,3 +86,19 @@ def test_compare_refuses_different_datasets(tmp_path: Path) -> None:
     res = runner.invoke(app, ["compare", str(tmp_path / "a"), str(tmp_path / "b")])
     assert res.exit_code != 0
     assert "different datasets" in str(res.exception)
+
+
+def test_evaluate_builds_the_engaged_queries_field(tmp_path: Path) -> None:
+    """`--fields ...,engaged_queries` builds the field from train judgments (no dataset file has it). On the
+    train split a document's engaged queries include the very query that judged it, so BM25 must gain."""
+
+    def train_ndcg(out: Path, fields: str) -> dict:
+        args = ["evaluate", "--dataset", "crowdflower", "--scorer", "bm25", "--split", "train"]
+        res = runner.invoke(app, [*args, "--fields", fields, "--out", str(out)])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        return json.loads((out / "metrics.json").read_text())
+
+    plain = train_ndcg(tmp_path / "title", "title")
+    engaged = train_ndcg(tmp_path / "engaged", "title,engaged_queries")
+    assert engaged["fields"] == ["title", "engaged_queries"]
+    assert engaged["metrics"]["ndcg@10"] > plain["metrics"]["ndcg@10"] + 0.01

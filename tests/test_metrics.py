@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, roc_auc_score
 
 from distilrel.metrics import (
     ESCI_GRADES,
@@ -28,6 +28,7 @@ from distilrel.metrics import (
     metric_label,
     mrr,
     ndcg,
+    pair_auc,
     paired_test,
     parse_metric,
     precision,
@@ -135,6 +136,22 @@ def test_level_accuracy_and_macro_f1_by_hand() -> None:
         level_accuracy([0, 1], [0])
     with pytest.raises(ValueError, match="empty"):
         level_accuracy([], [])
+
+
+def test_pair_auc_by_hand() -> None:
+    # relevant scores 0.9, 0.3; non-relevant 0.8, 0.1 -> pairs (0.9>0.8, 0.9>0.1, 0.3<0.8, 0.3>0.1) = 3/4
+    assert pair_auc(np.array([True, False, True, False]), [0.9, 0.8, 0.3, 0.1]) == 0.75
+    assert pair_auc(np.array([True, False]), [0.5, 0.5]) == 0.5  # a tie counts one half
+    assert pair_auc(np.array([False, True]), [1.0, 0.0]) == 0.0
+    rng = np.random.default_rng(0)
+    rel, s = rng.random(200) < 0.3, rng.integers(0, 5, 200).astype(float)  # many ties
+    assert pair_auc(rel, s) == pytest.approx(roc_auc_score(rel, s))
+    with pytest.raises(ValueError, match="relevant and non-relevant"):
+        pair_auc(np.array([True, True]), [0.1, 0.2])
+    with pytest.raises(ValueError, match="boolean"):
+        pair_auc([1, 0], [0.1, 0.2])
+    with pytest.raises(ValueError, match="equal length"):
+        pair_auc(np.array([True]), [0.1, 0.2])
 
 
 # --- metric names -----------------------------------------------------------------------------

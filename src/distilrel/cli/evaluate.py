@@ -19,7 +19,11 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train, validation, test or all")] = "test",
     max_queries: Annotated[int | None, typer.Option(help="evaluate a seeded sample of queries")] = None,
     fields: Annotated[
-        str | None, typer.Option(help="document fields name[:label[:max_tokens]], comma-separated")
+        str | None,
+        typer.Option(
+            help="document fields name[:label[:max_tokens]], comma-separated; engaged_queries is built "
+            "from the dataset's train-split judgments"
+        ),
     ] = None,
     metrics: Annotated[
         str | None, typer.Option(help="comma-separated metric names, e.g. ndcg@10,p@8")
@@ -33,10 +37,16 @@ def evaluate(
     from distilrel.evaluate.runner import EvalSettings, text_builder_for
     from distilrel.evaluate.runner import evaluate as run_eval
     from distilrel.evaluate.scorers import load_scorer
+    from distilrel.text.engaged import COLUMN as ENGAGED
+    from distilrel.text.engaged import add_engaged_queries
 
     ds = load(dataset, data_dir)
+    field_specs = parse_fields(fields)
+    # The engaged-queries field is not in any dataset file: it is built here, as the pipeline builds it.
+    if field_specs and any(f.split(":", 1)[0] == ENGAGED for f in field_specs):
+        ds = add_engaged_queries(ds)
     sc = load_scorer(scorer, progress=True)
-    builder = text_builder_for(sc, ds, parse_fields(fields))
+    builder = text_builder_for(sc, ds, field_specs)
     settings = EvalSettings(
         split=split, max_queries=max_queries, depth=depth, metrics=tuple(parse_fields(metrics) or ())
     )

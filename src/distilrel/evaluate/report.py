@@ -101,7 +101,10 @@ def write_outputs(result: EvalResult, out: Path, info: Mapping[str, object]) -> 
         markdown_table(overall),
     ]
     if result.classifier:
-        md += ["\n## Level prediction\n", markdown_table(pd.DataFrame([result.classifier], index=["all"]))]
+        md += [
+            "\n## Pointwise (all judged pairs: level prediction, pair AUC)\n",
+            markdown_table(pd.DataFrame([result.classifier], index=["all"])),
+        ]
     for name, table in segments.items():
         md += [f"\n## By {name}\n", markdown_table(table)]
     md.append("\n![metrics](metrics.png)\n")

@@ -19,7 +19,7 @@ from distilrel.data.levels import LevelMapping, remap_levels
 from distilrel.data.schema import Dataset
 from distilrel.evaluate.scorer import Retriever, Scorer
 from distilrel.metrics import breakdown, mean_scores, query_length_bucket, score_run
-from distilrel.metrics.functions import level_accuracy, macro_f1
+from distilrel.metrics.functions import level_accuracy, macro_f1, pair_auc
 from distilrel.text.builder import TextBuilder
 
 DEFAULT_METRICS = ("ndcg@10", "p@8", "ndcg", "mrr@10", "recall@10")
@@ -184,6 +184,16 @@ def _classifier_metrics(
     }
 
 
+def _pointwise_metrics(judged: pd.DataFrame, run: Run, levels: LevelMapping) -> dict[str, float]:
+    """Pair AUC over all judged pairs (relevant = the levels counted relevant for precision), from the raw
+    scores. Only meaningful where scores are comparable across queries; absent when one class is missing."""
+    relevant = judged["level"].to_numpy() < levels.relevant
+    if relevant.all() or not relevant.any():
+        return {}
+    scores = [run[q][d] for q, d in zip(judged["query_id"], judged["doc_id"], strict=True)]
+    return {"pair_auc": pair_auc(relevant, scores)}
+
+
 def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: EvalSettings) -> EvalResult:
     """Rank every query of ``settings.split`` with ``scorer`` and compute per-query metrics."""
     start = time.perf_counter()
@@ -199,6 +209,7 @@ def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: E
     )
     texts = dict(zip(needed["doc_id"], builder.build_many(needed), strict=True))
 
+    pointwise: dict[str, float] = {}
     if dataset.task == "retrieve":
         run = _retrieve(dataset, judged, texts, scorer, settings.depth)
         pairs = sum(len(v) for v in run.values())
@@ -206,6 +217,7 @@ def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: E
         scorer.fit_corpus(list(texts), list(texts.values()))
         run = _rerank(judged, texts, scorer)
         pairs = len(judged)
+        pointwise = _pointwise_metrics(judged, run, levels)
 
     run = break_ties(run)
     grades = np.asarray(levels.grades)
@@ -230,6 +242,7 @@ def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: E
         if scorer.predicts_levels and dataset.task == "rerank"
         else {}
     )
+    classifier = {**classifier, **pointwise}
     return EvalResult(
         dataset=dataset.name,
         scorer=scorer.name,

@@ -15,6 +15,7 @@ from distilrel.metrics.functions import (
     macro_f1,
     mrr,
     ndcg,
+    pair_auc,
     precision,
     recall,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "metric_label",
     "mrr",
     "ndcg",
+    "pair_auc",
     "paired_test",
     "parse_metric",
     "precision",

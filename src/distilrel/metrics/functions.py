@@ -204,3 +204,28 @@ def macro_f1(true_levels: npt.ArrayLike, pred_levels: npt.ArrayLike, k_levels: i
     # F1 = 2 tp / (|true| + |pred|), the harmonic mean of precision and recall without 0/0 cases.
     f1 = 2.0 * tp[present] / (n_true[present] + n_pred[present])
     return float(f1.mean())
+
+
+def pair_auc(relevant: npt.ArrayLike, scores: npt.ArrayLike) -> float:
+    """Pointwise ROC AUC over pairs: the chance that a relevant pair outscores a non-relevant one, a tie
+    counting one half (the Mann-Whitney U statistic over average ranks, as ``sklearn.metrics.roc_auc_score``).
+
+    For judgment sets with about one document per query (the Spanish ESCI sample), where per-query NDCG
+    says nothing, this measures whether scores separate relevant from non-relevant pairs at all.
+    """
+    from scipy.stats import rankdata
+
+    r, s = np.asarray(relevant), np.asarray(scores, dtype=np.float64)
+    if r.ndim != 1 or r.shape != s.shape:
+        raise ValueError(f"relevant and scores must be 1-D of equal length, got {r.shape} and {s.shape}")
+    if r.dtype != np.bool_:
+        raise ValueError(f"relevant must be a boolean array, got dtype {r.dtype}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite")
+    n_pos = int(r.sum())
+    n_neg = r.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"pair_auc needs relevant and non-relevant pairs, got {n_pos} and {n_neg}")
+    ranks = rankdata(s)  # (n,) 1-based, ties get their average rank
+    u = ranks[r].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
