@@ -15,7 +15,7 @@ from distilrel.index.store import EmbeddingStore, StoreSnapshot
 
 # The tiny student and catalog are shared with the serving tests; the Ray head with the label ones.
 from test_label_ray import ray_head  # noqa: F401 — a module-scoped fixture
-from test_serve import build_tiny_student, catalog
+from tiny import build_tiny_student, catalog
 
 pytestmark = pytest.mark.slow  # a Ray head and actors that import torch: ~30 s in all
 

@@ -17,7 +17,7 @@ from distilrel.client import Client
 from distilrel.serve.app import create_app
 from distilrel.serve.cache import LRUCache, RedisCache, cache_key
 from distilrel.serve.engine import load_engine
-from test_serve import build_tiny_student, free_port, make_store, run_server
+from tiny import build_tiny_student, free_port, make_store, run_server
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(

@@ -18,7 +18,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance,
 from distilrel.serve.app import ServeSettings, create_app
 from distilrel.serve.cache import LRUCache
 from distilrel.serve.engine import Engine, load_engine
-from test_serve import build_tiny_student, make_store
+from tiny import build_tiny_student, make_store
 
 API_KEY = "schemathesis-key"
 

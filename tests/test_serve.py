@@ -1,30 +1,24 @@
 """The re-ranking service end to end: a tiny student built here, a real store on disk, the real FastAPI app
 behind a real uvicorn on 127.0.0.1, driven by ``distilrel.client.Client``.
 
-``build_tiny_student``, ``catalog``, ``make_store`` and ``run_server`` are shared with test_redis.py and
-test_schemathesis.py.
+The tiny student, its catalog, the store and the server runner live in tiny.py (shared with the Redis,
+schemathesis, UI, store and Ray embedding tests).
 """
 
 from __future__ import annotations
 
-import itertools
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 
 from distilrel.client import Client, ServiceError
 from distilrel.data.levels import DEFAULT_5
-from distilrel.index.embed import embed_catalog, student_ids
+from distilrel.index.embed import student_ids
 from distilrel.index.faiss_index import VectorIndex
 from distilrel.index.store import EmbeddingStore
 from distilrel.serve.app import ServeSettings, create_app
@@ -38,99 +32,7 @@ from distilrel.serve.engine import (
     load_engine,
     per_job_rows,
 )
-
-COLORS = ["red", "blue"]
-PRODUCTS = ["shoe", "lamp", "desk", "sole"]
-ADJECTIVES = ["soft", "bright", "warm", "running", "light"]
-
-
-# --- shared fixtures ------------------------------------------------------------------------------------
-
-
-def bert_tokenizer() -> Any:
-    """A WordPiece tokenizer over the catalog's words that adds [CLS] ... [SEP] like every BERT tokenizer
-    (so even an empty text has tokens to pool)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *COLORS, *PRODUCTS, *ADJECTIVES, "led", "the", "a", "##s"]
-    backend = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]"
-    )
-
-
-def build_tiny_student(folder: Path, tokenizer: Any | None = None, **settings: Any) -> Path:
-    """A 2-layer random BERT (hidden 32) as both towers, default 5-level head; saved to ``folder``."""
-    from transformers import BertConfig, BertModel
-
-    from distilrel.student.model import StudentModel, StudentSettings
-
-    tokenizer = tokenizer or bert_tokenizer()
-    bert = folder.parent / f"{folder.name}-bert"
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(bert)
-    tokenizer.save_pretrained(bert)
-    base = {"backbone": str(bert), "max_query_length": 16, "max_doc_length": 24, "head_hidden": 16}
-    base["fields"] = ({"name": "title", "label": "", "max_tokens": None},)
-    student = StudentModel.from_backbone(
-        bert, DEFAULT_5, StudentSettings(**{**base, **settings}), device="cpu"
-    )
-    return student.save(folder)
-
-
-def catalog() -> pd.DataFrame:
-    """40 products with distinct titles over the tiny tokenizer's words."""
-    titles = [" ".join(t) for t in itertools.product(COLORS, PRODUCTS, ADJECTIVES)]
-    return pd.DataFrame({"doc_id": [f"p{i:03d}" for i in range(len(titles))], "title": titles})
-
-
-def make_store(student_dir: Path, store_dir: Path) -> Path:
-    embed_catalog(student_dir, catalog(), store_dir, device="cpu")
-    return store_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def run_server(app: Any) -> Iterator[str]:
-    """The app under a real uvicorn on 127.0.0.1 in a thread; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+from tiny import build_tiny_student, catalog, make_store, run_server
 
 
 @pytest.fixture(scope="module")

@@ -233,8 +233,8 @@ def test_embed_and_index_build_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from distilrel.cli.serve import embed, index_app
-    from test_serve import build_tiny_student
-    from test_serve import catalog as product_catalog
+    from tiny import build_tiny_student
+    from tiny import catalog as product_catalog
 
     student = build_tiny_student(tmp_path / "student")
     docs = product_catalog()

@@ -27,7 +27,7 @@ from distilrel.serve.app import ServeSettings, create_app
 from distilrel.serve.cache import LRUCache
 from distilrel.serve.engine import Engine, load_engine
 from distilrel.serve.ui import Explorer
-from test_serve import build_tiny_student, catalog, run_server
+from tiny import build_tiny_student, catalog, run_server
 
 PAYLOAD = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 EVIL_ID = "x666"

@@ -2,16 +2,21 @@
 
 Tokenizers over a handful of words, random 2-layer BERT / Llama backbones saved as Hugging Face folders
 (seeded, so a test file gets the same weights on every run), a tiny sentence-transformers folder, and a
-toy judged collection whose levels are easy to learn. Each test file picks its own sizes and words.
+toy judged collection whose levels are easy to learn, and the serving kit (a tiny student over a 40-product
+catalog, an embedding store, a real uvicorn on 127.0.0.1). Each test file picks its own sizes and words.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -211,3 +216,85 @@ def sigkill_when_exists(proc: subprocess.Popen[bytes], path: Path, timeout: floa
             proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+# --- the serving catalog: a tiny student, its 40 products, a store and a real uvicorn ---------------------
+
+SERVE_COLORS = ["red", "blue"]
+SERVE_PRODUCTS = ["shoe", "lamp", "desk", "sole"]
+SERVE_ADJECTIVES = ["soft", "bright", "warm", "running", "light"]
+
+
+def bert_tokenizer() -> Any:
+    """A WordPiece tokenizer over the serving catalog's words that adds [CLS] ... [SEP] like every BERT
+    tokenizer (so even an empty text has tokens to pool)."""
+    words = [*SERVE_COLORS, *SERVE_PRODUCTS, *SERVE_ADJECTIVES, "led", "the", "a", "##s"]
+    return wordpiece_tokenizer(words, bert_template=True)
+
+
+def build_tiny_student(folder: Path, tokenizer: Any | None = None, **settings: Any) -> Path:
+    """A 2-layer random BERT (hidden 32) as both towers, default 5-level head; saved to ``folder``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from distilrel.student.model import StudentModel, StudentSettings
+
+    tokenizer = tokenizer or bert_tokenizer()
+    bert = folder.parent / f"{folder.name}-bert"
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    base = {"backbone": str(bert), "max_query_length": 16, "max_doc_length": 24, "head_hidden": 16}
+    base["fields"] = ({"name": "title", "label": "", "max_tokens": None},)
+    student = StudentModel.from_backbone(
+        bert, DEFAULT_5, StudentSettings(**{**base, **settings}), device="cpu"
+    )
+    return student.save(folder)
+
+
+def catalog() -> pd.DataFrame:
+    """40 products with distinct titles over the tiny tokenizer's words."""
+    titles = [" ".join(t) for t in itertools.product(SERVE_COLORS, SERVE_PRODUCTS, SERVE_ADJECTIVES)]
+    return pd.DataFrame({"doc_id": [f"p{i:03d}" for i in range(len(titles))], "title": titles})
+
+
+def make_store(student_dir: Path, store_dir: Path) -> Path:
+    from distilrel.index.embed import embed_catalog
+
+    embed_catalog(student_dir, catalog(), store_dir, device="cpu")
+    return store_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def run_server(app: Any) -> Iterator[str]:
+    """The app under a real uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
