@@ -234,24 +234,9 @@ def bert_tokenizer() -> Any:
 
 def build_tiny_student(folder: Path, tokenizer: Any | None = None, **settings: Any) -> Path:
     """A 2-layer random BERT (hidden 32) as both towers, default 5-level head; saved to ``folder``."""
-    import torch
-    from transformers import BertConfig, BertModel
-
     from distilrel.student.model import StudentModel, StudentSettings
 
-    tokenizer = tokenizer or bert_tokenizer()
-    bert = folder.parent / f"{folder.name}-bert"
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(bert)
-    tokenizer.save_pretrained(bert)
+    bert = save_tiny_bert(folder.parent / f"{folder.name}-bert", tokenizer or bert_tokenizer())
     base = {"backbone": str(bert), "max_query_length": 16, "max_doc_length": 24, "head_hidden": 16}
     base["fields"] = ({"name": "title", "label": "", "max_tokens": None},)
     student = StudentModel.from_backbone(
