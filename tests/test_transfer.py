@@ -286,3 +286,10 @@ def test_transfer_driver_writes_table_and_plot(
     by = rows.set_index(["system", "language"])["recall@3"]
     for lang in LANGS:
         assert by[(f"teacher-tiny > {first}@3", lang)] == pytest.approx(by[(first, lang)])
+
+    # A rerun reuses the teacher and every finished (language, system) evaluation: same table, no rescoring.
+    written = {f: f.stat().st_mtime_ns for f in (tmp_path / "out" / "eval").rglob("metrics.json")}
+    again = run_transfer(settings)
+    assert again.train_seconds == {}  # the teacher was reused, not trained again
+    assert {f: f.stat().st_mtime_ns for f in (tmp_path / "out" / "eval").rglob("metrics.json")} == written
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / PER_LANGUAGE), rows)

@@ -20,6 +20,7 @@ The split of XQuAD-R comes from the teacher configs' xquad_r loader options (``f
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -331,11 +332,28 @@ def _evaluate_all(
         teacher = load_scorer(folder, batch_size=settings.batch_size)
         rerank = Reranked(first[settings.rerank_first_stage], teacher, settings.depth)  # type: ignore[arg-type]
         systems[f"{name} > {settings.rerank_first_stage}@{settings.depth}"] = rerank
+    # A view's finished evaluation is reused on a rerun when nothing it depends on changed (the settings
+    # that pick questions and candidates, and for a teacher its saved model), so an interrupted run
+    # resumes at the language it was in instead of scoring every language again.
+    base = {k: getattr(settings, k) for k in ("max_queries", "depth", "seed", "ja_source", "metrics")}
+    base["rerank_first_stage"] = settings.rerank_first_stage
+    stamps = {name: json.dumps({**base, "system": name}, sort_keys=True, default=str) for name in first}
+    for name, folder in teachers.items():
+        saved = (Path(folder) / "distilrel.json").stat().st_mtime_ns
+        stamp = {**base, "system": name, "model": str(folder), "saved": saved}
+        stamps[f"{name} > {settings.rerank_first_stage}@{settings.depth}"] = json.dumps(
+            stamp, sort_keys=True, default=str
+        )
     for view in _language_views(sets):
         lang = str(view.judgments["language"].iloc[0])
         for sys_name, scorer in systems.items():
+            kept = _finished(view.name, sys_name, settings, lang, stamps[sys_name])
+            if kept is not None:
+                console.print(f"{sys_name} on {view.name} [{lang}]: evaluated before, kept")
+                report.results.append(kept)
+                continue
             console.print(f"evaluating {sys_name} on {view.name} [{lang}]")
-            report.results.append(_evaluate(view, sys_name, scorer, settings, lang))
+            report.results.append(_evaluate(view, sys_name, scorer, settings, lang, stamps[sys_name]))
         report.paths = write_report(report, settings)
 
 
@@ -355,8 +373,36 @@ def _language_views(sets: Mapping[str, Dataset]) -> list[Dataset]:
     )
 
 
+def _eval_dir(dataset: str, system: str, settings: TransferSettings, lang: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in system)
+    return Path(settings.out) / "eval" / dataset / lang / safe
+
+
+def _per_language(per_q: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
+    table = per_q.groupby("language")[list(metrics)].mean()
+    table["queries"] = per_q.groupby("language").size()
+    return table
+
+
+def _finished(
+    dataset: str, system: str, settings: TransferSettings, lang: str, stamp: str
+) -> SystemResult | None:
+    """The result an earlier run wrote for this (view, system) with the same stamp, else None."""
+    folder = _eval_dir(dataset, system, settings, lang)
+    meta, per_query = folder / "metrics.json", folder / "per_query.parquet"
+    if not (meta.is_file() and per_query.is_file()):
+        return None
+    info = json.loads(meta.read_text(encoding="utf-8"))
+    if info.get("stamp") != stamp:
+        return None
+    per_q = pd.read_parquet(per_query)
+    per_q["language"] = per_q["language"].astype(str)
+    table = _per_language(per_q, settings.metrics)
+    return SystemResult(dataset, system, table, float(info["seconds"]), int(info["pairs_scored"]))
+
+
 def _evaluate(
-    ds: Dataset, system: str, scorer: Scorer, settings: TransferSettings, lang: str
+    ds: Dataset, system: str, scorer: Scorer, settings: TransferSettings, lang: str, stamp: str
 ) -> SystemResult:
     from distilrel.evaluate.report import write_outputs
     from distilrel.evaluate.runner import EvalSettings, evaluate, text_builder_for
@@ -367,11 +413,9 @@ def _evaluate(
         split="test", max_queries=cap, metrics=settings.metrics, depth=settings.depth, seed=settings.seed
     )
     result = evaluate(ds, scorer, text_builder_for(scorer, ds), eval_settings)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in system)
-    write_outputs(result, Path(settings.out) / "eval" / ds.name / lang / safe, {"system": system})
-    per_q = result.per_query
-    table = per_q.groupby("language")[list(settings.metrics)].mean()
-    table["queries"] = per_q.groupby("language").size()
+    folder = _eval_dir(ds.name, system, settings, lang)
+    write_outputs(result, folder, {"system": system, "stamp": stamp})
+    table = _per_language(result.per_query, settings.metrics)
     return SystemResult(ds.name, system, table, round(result.seconds, 1), result.pairs_scored)
 
 
