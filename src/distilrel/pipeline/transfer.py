@@ -328,22 +328,17 @@ def _evaluate_all(
 
     first = {name: load_scorer(name, progress=True) for name in settings.first_stages}
     systems: dict[str, Scorer] = dict(first)
+    # A view's finished evaluation is reused on a rerun when its stamp is unchanged (the settings that pick
+    # questions and candidates, and for a teacher its saved model), so an interrupted run resumes at the
+    # language it was in instead of scoring every language again.
+    stamps = {name: _stamp(settings, system=name) for name in first}
     for name, folder in teachers.items():
         teacher = load_scorer(folder, batch_size=settings.batch_size)
         rerank = Reranked(first[settings.rerank_first_stage], teacher, settings.depth)  # type: ignore[arg-type]
-        systems[f"{name} > {settings.rerank_first_stage}@{settings.depth}"] = rerank
-    # A view's finished evaluation is reused on a rerun when nothing it depends on changed (the settings
-    # that pick questions and candidates, and for a teacher its saved model), so an interrupted run
-    # resumes at the language it was in instead of scoring every language again.
-    base = {k: getattr(settings, k) for k in ("max_queries", "depth", "seed", "ja_source", "metrics")}
-    base["rerank_first_stage"] = settings.rerank_first_stage
-    stamps = {name: json.dumps({**base, "system": name}, sort_keys=True, default=str) for name in first}
-    for name, folder in teachers.items():
-        saved = (Path(folder) / "distilrel.json").stat().st_mtime_ns
-        stamp = {**base, "system": name, "model": str(folder), "saved": saved}
-        stamps[f"{name} > {settings.rerank_first_stage}@{settings.depth}"] = json.dumps(
-            stamp, sort_keys=True, default=str
-        )
+        sys_name = f"{name} > {settings.rerank_first_stage}@{settings.depth}"
+        systems[sys_name] = rerank
+        saved = (Path(folder) / "distilrel.json").stat().st_mtime_ns  # a retrained teacher is a new model
+        stamps[sys_name] = _stamp(settings, system=name, model=str(folder), saved=saved)
     for view in _language_views(sets):
         lang = str(view.judgments["language"].iloc[0])
         for sys_name, scorer in systems.items():
@@ -371,6 +366,12 @@ def _language_views(sets: Mapping[str, Dataset]) -> list[Dataset]:
         views,
         key=lambda v: (str(v.judgments["language"].iloc[0]) != "en", rank.get(v.name, 2) != 1, v.name),
     )
+
+
+def _stamp(settings: TransferSettings, **parts: Any) -> str:
+    """What one (view, system) evaluation depends on, compared as a string on a rerun."""
+    keys = ("max_queries", "depth", "seed", "ja_source", "metrics", "rerank_first_stage")
+    return json.dumps({**{k: getattr(settings, k) for k in keys}, **parts}, sort_keys=True, default=str)
 
 
 def _eval_dir(dataset: str, system: str, settings: TransferSettings, lang: str) -> Path:
