@@ -300,6 +300,9 @@ def test_a_run_killed_during_labelling_resumes_to_the_same_outputs(
             "[logs] dataset(s) ['crowdflower'] are not run",
         ),
         ("", ("student-bert", "no-such-bert"), "[student]: [model] backbone"),
+        ('[index]\nkind = "annoy"\n', None, "[index] IndexConfig.kind must be one of"),
+        ("[index]\nnprobe = 0\n", None, "[index] IndexConfig.nprobe must be >= 1, got 0"),
+        ("[index]\nlists = 4\n", None, "unknown key(s) ['lists'] in [index]"),
     ],
 )
 def test_a_bad_config_fails_before_any_stage_runs(

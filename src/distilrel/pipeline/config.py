@@ -10,7 +10,7 @@ any stage runs.
     [logs]       datasets, retrievers, k, max_queries, exclude_from
     [label]      batch_size, shard_size, chunk_size, device
     [student]    config and/or inline tables, pseudo_ratio
-    [embed]      dataset, batch_size              [index] kind, exact_max, ...
+    [embed]      dataset, batch_size              [index] the keys of index.IndexConfig (kind, nprobe, ...)
     [evaluate]   datasets, split, metrics, max_queries, latency_queries, rerank_queries
     [ablation]   fields = [["title"], ["title", "description"], ...], model = "zero-shot:minilm" | "teacher"
     [transfer]   datasets, models, split, max_queries   (optional stage)
@@ -42,6 +42,7 @@ from distilrel.config import (
     read_toml,
     table,
 )
+from distilrel.index.faiss_index import IndexConfig
 from distilrel.student.config import StudentConfig
 from distilrel.teacher.config import TeacherConfig
 
@@ -107,15 +108,6 @@ class EmbedSection:
 
 
 @dataclass(frozen=True)
-class IndexSection:
-    kind: str = "flat"  # flat (exact), hnsw, ivfpq or auto
-    exact_max: int = 100_000
-    hnsw_m: int = 32
-    ef_search: int = 128
-    nprobe: int = 16
-
-
-@dataclass(frozen=True)
 class EvaluateSection:
     datasets: tuple[str, ...] = ()  # empty: every run dataset
     split: str = "test"
@@ -160,7 +152,7 @@ class PipelineConfig:
     logs: LogsSection = LogsSection()
     label: LabelSection = LabelSection()
     embed: EmbedSection = EmbedSection()
-    index: IndexSection = IndexSection()
+    index: IndexConfig = field(default_factory=lambda: IndexConfig(kind="flat"))  # exact by default
     evaluate: EvaluateSection = EvaluateSection()
     baselines: BaselinesSection | None = None
     ablation: AblationSection | None = None
@@ -216,7 +208,7 @@ def parse_pipeline(raw: Mapping[str, Any], source: str = "config") -> PipelineCo
         logs=_plain(LogsSection, raw, "logs", source),
         label=_plain(LabelSection, raw, "label", source),
         embed=_plain(EmbedSection, raw, "embed", source),
-        index=_plain(IndexSection, raw, "index", source),
+        index=_index(raw, source),
         evaluate=_plain(EvaluateSection, raw, "evaluate", source),
         baselines=_plain(BaselinesSection, raw, "baselines", source) if "baselines" in raw else None,
         ablation=_ablation(table(raw, "ablation", source), source) if "ablation" in raw else None,
@@ -335,6 +327,20 @@ def _plain(cls: type, raw: Mapping[str, Any], section: str, source: str) -> Any:
     return obj
 
 
+def _index(raw: Mapping[str, Any], source: str) -> IndexConfig:
+    """``[index]``: the keys of :class:`IndexConfig` (its own checks, reported as ConfigErrors)."""
+    values = dict(table(raw, "index", source))
+    check_keys(values, [f.name for f in dataclasses.fields(IndexConfig)], "index", source)
+    for key in ("nlist", "pq_m"):  # None (0 or "") lets the index size them from the vector count
+        if key in values:
+            values[key] = optional_int(values[key], key, "index", source)
+    values.setdefault("kind", "flat")
+    try:
+        return IndexConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: [index] {e}") from e
+
+
 def _ablation(raw: Mapping[str, Any], source: str) -> AblationSection:
     check_keys(raw, ("fields", "model", "datasets"), "ablation", source)
     steps = raw.get("fields")
@@ -371,7 +377,6 @@ def _transfer(raw: Mapping[str, Any], source: str) -> TransferSection:
 def _check_names(cfg: PipelineConfig) -> None:
     """Datasets named by a stage must be run datasets; registered names and retrievers must exist."""
     from distilrel.data import DATASETS
-    from distilrel.index.faiss_index import INDEX_KINDS
 
     src = cfg.source
     for spec in (*cfg.data.datasets, *(cfg.transfer.datasets if cfg.transfer else ())):
@@ -396,8 +401,6 @@ def _check_names(cfg: PipelineConfig) -> None:
             raise ConfigError(
                 f"{src}: [logs] retrievers: unknown retriever {r!r}; use bm25, ann or ann:MODEL"
             )
-    if cfg.index.kind not in INDEX_KINDS:
-        raise ConfigError(f"{src}: [index] kind must be one of {list(INDEX_KINDS)}, got {cfg.index.kind!r}")
     if cfg.evaluate.split not in ("train", "validation", "test", "all"):
         raise ConfigError(f"{src}: [evaluate] split must be train, validation, test or all")
     if cfg.teacher.level_mapping != cfg.student.level_mapping:

@@ -167,17 +167,9 @@ def run_embed(ctx: RunContext) -> dict[str, Any]:
 
 
 def run_index(ctx: RunContext) -> dict[str, Any]:
-    from distilrel.index.faiss_index import IndexConfig, build_index
+    from distilrel.index.faiss_index import build_index
 
-    ix = ctx.config.index
-    config = IndexConfig(
-        kind=ix.kind,  # type: ignore[arg-type]  # checked by the pipeline config
-        exact_max=ix.exact_max,
-        hnsw_m=ix.hnsw_m,
-        ef_search=ix.ef_search,
-        nprobe=ix.nprobe,
-    )
-    index = build_index(ctx.path("store"), ctx.path("index"), config)
+    index = build_index(ctx.path("store"), ctx.path("index"), ctx.config.index)
     return {"kind": index.kind, "documents": len(index), "generation": index.generation}
 
 
