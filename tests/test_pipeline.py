@@ -20,8 +20,9 @@ import tiny
 from distilrel.cli.main import app
 from distilrel.label.shards import read_labels, shard_path
 from distilrel.pipeline.config import SECTIONS, load_pipeline_config
-from distilrel.pipeline.context import RunContext
+from distilrel.pipeline.context import ENGAGED, RunContext
 from distilrel.pipeline.runner import read_stamp, run_pipeline
+from distilrel.text.builder import TextBuilder
 
 WORDS = [*tiny.COLORS, *tiny.PRODUCTS, *tiny.FILLER, "a", "item", "title", "description", ":", "|"]
 WORDS += ["engaged", "_", "queries"]
@@ -149,9 +150,18 @@ def test_full_run_writes_the_report_then_a_second_run_skips_everything(
     tmp_path: Path, assets: dict[str, Path]
 ) -> None:
     config = write_config(tmp_path, assets)
-    first = run(config)
+    ctx = RunContext(load_pipeline_config(config), progress=False)
+    first = {o.stage: o.status for o in run_pipeline(ctx)}
     assert list(first) == ALL_STAGES and set(first.values()) == {"ran"}
     root = tmp_path / "runs" / "toy"
+    # One zero-shot instance served the baselines and every ablation step: each distinct test document
+    # text was encoded once (the baseline's title + description text again in step 1, not twice).
+    zero_shot = ctx.scorer(str(assets["zero_shot"]))
+    ds = ctx.dataset("table")
+    test_docs = ds.documents[ds.documents["doc_id"].isin(set(ds.split("test").judgments["doc_id"]))]
+    recipes = [list(ds.fields), ["title"], ["title", "description"], ["title", "description", ENGAGED]]
+    texts = {t for r in recipes for t in TextBuilder.from_config(r).build_many(test_docs)}
+    assert zero_shot.docs_encoded == len(texts) < len(recipes) * len(test_docs)
     report = (root / "report.md").read_text()
     for section in (
         "## Stages",

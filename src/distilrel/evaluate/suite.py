@@ -15,6 +15,7 @@ import pandas as pd
 from distilrel.data.schema import Dataset
 from distilrel.evaluate.report import markdown_table, write_outputs
 from distilrel.evaluate.runner import EvalSettings, evaluate, text_builder_for
+from distilrel.evaluate.scorer import Scorer
 from distilrel.io import atomic_path, write_text
 
 TABLE_METRICS = ("ndcg@10", "p@8", "ndcg", "mrr@10", "recall@100")
@@ -36,12 +37,22 @@ def run_suite(
     max_queries: int | None = None,
     data_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    make_scorer: Callable[[str], Scorer] | None = None,
 ) -> pd.DataFrame:
+    """``make_scorer``: name -> scorer (default :func:`load_scorer` with progress bars, once per name);
+    the pipeline passes its own, so one model instance and its embedding cache serve the whole run."""
     from distilrel.data import load_dataset
     from distilrel.evaluate.scorers import load_scorer
 
     rows = []
-    loaded_scorers: dict[str, object] = {}
+    loaded_scorers: dict[str, Scorer] = {}
+    if make_scorer is None:
+
+        def make_scorer(name: str) -> Scorer:
+            if name not in loaded_scorers:
+                loaded_scorers[name] = load_scorer(name, progress=True)
+            return loaded_scorers[name]
+
     for item in datasets:
         ds = item if isinstance(item, Dataset) else load_dataset(item, data_dir=data_dir)
         ds_name = ds.name
@@ -56,10 +67,9 @@ def run_suite(
             }
             info = _up_to_date(folder, key)
             if info is None:
-                scorer = loaded_scorers.get(sc_name) or load_scorer(sc_name, progress=True)
-                loaded_scorers[sc_name] = scorer
+                scorer = make_scorer(sc_name)
                 builder = text_builder_for(scorer, ds)
-                res = evaluate(ds, scorer, builder, EvalSettings(split=split, max_queries=max_queries))  # type: ignore[arg-type]
+                res = evaluate(ds, scorer, builder, EvalSettings(split=split, max_queries=max_queries))
                 gains = dict(zip(ds.levels.names, ds.levels.gains, strict=True))
                 write_outputs(res, folder, {"settings": key, "gains": gains})
                 info = json.loads((folder / "metrics.json").read_text())

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from distilrel.config import ConfigError, DatasetSpec, load_dataset_spec
 from distilrel.data.schema import Dataset
+from distilrel.evaluate.scorer import Scorer
 from distilrel.pipeline.config import PipelineConfig
 
 ENGAGED = "engaged_queries"
@@ -28,6 +29,7 @@ class RunContext:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     progress: bool = True  # progress bars of the long stages
     _datasets: dict[str, Dataset] = field(default_factory=dict)
+    _scorers: dict[str, Scorer] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -65,6 +67,16 @@ class RunContext:
 
     def datasets(self, names: Sequence[str]) -> list[Dataset]:
         return [self.dataset(n) for n in names]
+
+    def scorer(self, name: str) -> Scorer:
+        """A baseline or zero-shot scorer by name, one instance per run process: a bi-encoder's document
+        embedding cache then serves every stage that scores the same texts (the baselines and the ablation
+        steps whose text did not change), instead of encoding the catalog again."""
+        if name not in self._scorers:
+            from distilrel.evaluate.scorers import load_scorer
+
+            self._scorers[name] = load_scorer(name, progress=self.progress)
+        return self._scorers[name]
 
 
 def dataset_hash(ds: Dataset) -> str:

@@ -67,6 +67,7 @@ def run_baselines(ctx: RunContext) -> dict[str, Any]:
         split=ev.split,
         max_queries=ev.max_queries,
         log=ctx.log,
+        make_scorer=ctx.scorer,
     )
     return {"results": json.loads(table.to_json(orient="records"))}
 
@@ -337,7 +338,7 @@ def _ablation_scorer(ctx: RunContext, i: int, fields: tuple[str, ...], names: tu
     ab = ctx.config.ablation
     assert ab is not None
     if ab.zero_shot_model is not None:
-        return load_scorer(ab.zero_shot_model, progress=ctx.progress)
+        return ctx.scorer(ab.zero_shot_model)
     from distilrel.teacher.train import train_teacher
 
     cfg = ctx.config.teacher
