@@ -180,6 +180,7 @@ def test_full_run_writes_the_report_then_a_second_run_skips_everything(
     evaluate = json.loads((root / "stages" / "evaluate.json").read_text())["summary"]
     assert 0 <= evaluate["results"]["table"]["student"]["classifier"]["level_accuracy"] <= 1
     assert evaluate["costs"]["student_query_encode"]["p50_ms"] > 0
+    assert "(48 pairs trained; " in report  # max_steps 6 x batch 8, not the training set's size
     # Fields a dataset lacks are said plainly: no images here, no description in the transfer target.
     assert "table has no images; the caption field is empty" in report
     assert "| homedepot | teacher |" in report and "| description |" in report

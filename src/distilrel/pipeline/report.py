@@ -118,6 +118,10 @@ def _fmt(v: float | None, spec: str = ".4f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _count(v: int | None) -> str:
+    return "-" if v is None else f"{v:,}"
+
+
 def _section_stages(ctx: RunContext) -> list[str]:
     rows = []
     for name in (s for s in SECTIONS if s not in ("run", "report")):  # stage order
@@ -235,7 +239,8 @@ def _section_costs(ctx: RunContext) -> list[str]:
         (
             "teacher training",
             f"{_fmt(t.get('seconds'), '.0f')} s, {_fmt(t.get('train_pairs_per_s'), '.1f')} pairs/s "
-            f"({t.get('train_pairs', '-')} pairs)",
+            f"({_count(t.get('pairs_trained'))} pairs trained; "
+            f"{_count(t.get('train_pairs'))} in the training set)",
         ),
         (
             "labelling",

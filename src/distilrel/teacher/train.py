@@ -290,6 +290,8 @@ def train_teacher(
         "seconds": round(seconds, 2),  # this session: training + evaluation + checkpoints
         "eval_seconds": round(eval_seconds, 2),
         "train_pairs_per_s": round(pairs_done / train_only, 2),  # this session's steps, evaluation excluded
+        # all sessions' steps (max_steps may stop before an epoch): pairs seen, counting repeats
+        "pairs_trained": state.global_step * t.batch_size * t.gradient_accumulation_steps,
         "best_metric": {
             "name": training_info["metric"],
             "value": state.best_metric,
