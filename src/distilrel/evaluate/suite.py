@@ -6,6 +6,7 @@ same settings is reused, so an interrupted suite resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,14 +46,7 @@ def run_suite(
     from distilrel.evaluate.scorers import load_scorer
 
     rows = []
-    loaded_scorers: dict[str, Scorer] = {}
-    if make_scorer is None:
-
-        def make_scorer(name: str) -> Scorer:
-            if name not in loaded_scorers:
-                loaded_scorers[name] = load_scorer(name, progress=True)
-            return loaded_scorers[name]
-
+    make_scorer = make_scorer or functools.cache(lambda name: load_scorer(name, progress=True))
     for item in datasets:
         ds = item if isinstance(item, Dataset) else load_dataset(item, data_dir=data_dir)
         ds_name = ds.name

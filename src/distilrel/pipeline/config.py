@@ -107,6 +107,10 @@ class EmbedSection:
     device: str | None = None
 
 
+# The pipeline's index unless [index] says otherwise: exact search (the index module's own default is auto).
+DEFAULT_INDEX = IndexConfig(kind="flat")
+
+
 @dataclass(frozen=True)
 class EvaluateSection:
     datasets: tuple[str, ...] = ()  # empty: every run dataset
@@ -152,7 +156,7 @@ class PipelineConfig:
     logs: LogsSection = LogsSection()
     label: LabelSection = LabelSection()
     embed: EmbedSection = EmbedSection()
-    index: IndexConfig = field(default_factory=lambda: IndexConfig(kind="flat"))  # exact by default
+    index: IndexConfig = DEFAULT_INDEX
     evaluate: EvaluateSection = EvaluateSection()
     baselines: BaselinesSection | None = None
     ablation: AblationSection | None = None
@@ -334,9 +338,8 @@ def _index(raw: Mapping[str, Any], source: str) -> IndexConfig:
     for key in ("nlist", "pq_m"):  # None (0 or "") lets the index size them from the vector count
         if key in values:
             values[key] = optional_int(values[key], key, "index", source)
-    values.setdefault("kind", "flat")
     try:
-        return IndexConfig(**values)
+        return dataclasses.replace(DEFAULT_INDEX, **values)  # re-runs IndexConfig's checks
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{source}: [index] {e}") from e
 

@@ -83,8 +83,15 @@ def run_teacher(ctx: RunContext) -> dict[str, Any]:
         cfg, datasets=ctx.datasets([s.name for s in cfg.data.datasets]), console=ctx.console
     )
     summary = json.loads((model.parent / SUMMARY).read_text())
-    keep = ("seconds", "eval_seconds", "train_pairs", "pairs_trained", "train_pairs_per_s", "global_step")
-    keep += ("best_metric",)
+    keep = (
+        "seconds",
+        "eval_seconds",
+        "train_pairs",
+        "pairs_trained",
+        "train_pairs_per_s",
+        "global_step",
+        "best_metric",
+    )
     return {"model": str(model), **{k: summary[k] for k in keep}}
 
 
