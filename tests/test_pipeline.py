@@ -311,6 +311,12 @@ def test_a_run_killed_during_labelling_resumes_to_the_same_outputs(
             "[logs] dataset(s) ['crowdflower'] are not run",
         ),
         ("", ("student-bert", "no-such-bert"), "[student]: [model] backbone"),
+        (
+            '[embed]\ndataset = "crowdflower"\n',
+            None,
+            "[embed] dataset 'crowdflower' is neither a run dataset ([data] datasets = ['table']) nor a "
+            "[transfer] dataset (['homedepot'])",
+        ),
         ('[index]\nkind = "annoy"\n', None, "[index] IndexConfig.kind must be one of"),
         ("[index]\nnprobe = 0\n", None, "[index] IndexConfig.nprobe must be >= 1, got 0"),
         ("[index]\nlists = 4\n", None, "unknown key(s) ['lists'] in [index]"),
@@ -326,6 +332,12 @@ def test_a_bad_config_fails_before_any_stage_runs(
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split()), result.output
     assert not (tmp_path / "runs").exists()  # nothing ran, nothing was written
+
+
+def test_the_served_catalog_may_be_a_transfer_dataset(tmp_path: Path, assets: dict[str, Path]) -> None:
+    # Cross-domain: train on one catalog, serve another the models never saw.
+    cfg = load_pipeline_config(write_config(tmp_path, assets, extra='[embed]\ndataset = "homedepot"\n'))
+    assert cfg.embed.dataset == "homedepot" and "homedepot" not in cfg.data.names
 
 
 def test_a_teacher_ablation_trains_one_teacher_per_field_set(tmp_path: Path, assets: dict[str, Path]) -> None:

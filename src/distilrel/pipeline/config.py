@@ -10,7 +10,8 @@ any stage runs.
     [logs]       datasets, retrievers, k, max_queries, exclude_from
     [label]      batch_size, shard_size, chunk_size, device
     [student]    config and/or inline tables, pseudo_ratio
-    [embed]      dataset, batch_size              [index] the keys of index.IndexConfig (kind, nprobe, ...)
+    [embed]      dataset (a run or a transfer dataset), batch_size
+    [index]      the keys of index.IndexConfig (kind, nprobe, ...)
     [evaluate]   datasets, split, metrics, max_queries, latency_queries, rerank_queries
     [ablation]   fields = [["title"], ["title", "description"], ...], model = "zero-shot:minilm" | "teacher"
     [transfer]   datasets, models, split, max_queries   (optional stage)
@@ -390,7 +391,6 @@ def _check_names(cfg: PipelineConfig) -> None:
         "logs": cfg.logs.datasets,
         "evaluate": cfg.evaluate.datasets,
         "ablation": cfg.ablation.datasets if cfg.ablation else (),
-        "embed": (cfg.embed.dataset,) if cfg.embed.dataset else (),
     }
     for section, names in named.items():
         unknown = [n for n in names if n not in run]
@@ -399,6 +399,13 @@ def _check_names(cfg: PipelineConfig) -> None:
                 f"{src}: [{section}] dataset(s) {unknown} are not run datasets "
                 f"([data] datasets = {sorted(run)})"
             )
+    # The served catalog may be a transfer dataset: train on one domain, serve another (cross-domain).
+    unseen = {s.name for s in cfg.transfer.datasets} if cfg.transfer else set()
+    if cfg.embed.dataset and cfg.embed.dataset not in run | unseen:
+        raise ConfigError(
+            f"{src}: [embed] dataset {cfg.embed.dataset!r} is neither a run dataset ([data] datasets = "
+            f"{sorted(run)}) nor a [transfer] dataset ({sorted(unseen)})"
+        )
     for r in cfg.logs.retrievers:
         if r.split(":", 1)[0] not in ("bm25", "ann"):
             raise ConfigError(
