@@ -62,6 +62,20 @@ def test_token_budget_with_a_hugging_face_tokenizer(tiny_tokenizer: object) -> N
     )
 
 
+def test_a_value_longer_than_the_model_limit_is_cut_without_a_length_warning(
+    tiny_tokenizer: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    import copy
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.model_max_length = 8  # type: ignore[attr-defined]
+    long = " ".join(["red shoes for running"] * 10)  # 40 tokens, 5x the model's limit
+    tb = TextBuilder([FieldSpec("title", max_tokens=6)], tok)
+    with caplog.at_level("WARNING"):
+        assert tb.build({"title": long}) == "title: red shoes for running red shoes"
+    assert "sequence length" not in caplog.text
+
+
 def test_build_many_matches_build_row_by_row(tiny_tokenizer: object) -> None:
     specs = [
         FieldSpec("title", max_tokens=2),

@@ -162,7 +162,11 @@ class TextBuilder:
         todo = [i for i, v in enumerate(values) if v]
         for start in range(0, len(todo), _ENCODE_BATCH):
             idx = todo[start : start + _ENCODE_BATCH]
-            enc = self.tokenizer([values[i] for i in idx], add_special_tokens=False)  # type: ignore[operator]
+            # One token past the budget is enough to know a value is cut (and keeps long values under the
+            # model's max length, which the tokenizer would otherwise warn about).
+            enc = self.tokenizer(  # type: ignore[operator]
+                [values[i] for i in idx], add_special_tokens=False, truncation=True, max_length=max_tokens + 1
+            )
             for i, ids in zip(idx, enc["input_ids"], strict=True):
                 if len(ids) > max_tokens:
                     # Decode only what is cut: an untouched value keeps its exact original spelling.
