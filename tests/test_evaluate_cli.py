@@ -77,6 +77,30 @@ def test_compare_bm25_vs_random(tmp_path: Path) -> None:
     assert (tmp_path / "cmp" / "compare.png").stat().st_size > 0
 
 
+def test_compare_names_same_named_runs_by_as_much_of_their_folder_as_differs(tmp_path: Path) -> None:
+    import shutil
+
+    # The same model evaluated in two pipeline runs: both folders are called "teacher".
+    _evaluate(tmp_path / "hd-only" / "transfer" / "teacher", "random")
+    shutil.copytree(tmp_path / "hd-only" / "transfer" / "teacher", tmp_path / "both" / "eval" / "teacher")
+    res = runner.invoke(
+        app,
+        [
+            "compare",
+            str(tmp_path / "both/eval/teacher"),
+            str(tmp_path / "hd-only/transfer/teacher"),
+            "--out",
+            str(tmp_path / "cmp"),
+        ],
+    )
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    cmp = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [row["run"] for row in cmp["table"]] == ["random (eval/teacher)", "random (transfer/teacher)"]
+    assert {(t["run"], t["vs"], t["diff"]) for t in cmp["tests"]} == {
+        ("random (transfer/teacher)", "random (eval/teacher)", 0.0)
+    }
+
+
 def test_compare_refuses_different_datasets(tmp_path: Path) -> None:
     _evaluate(tmp_path / "a", "random")
     info = json.loads((tmp_path / "a" / "metrics.json").read_text())

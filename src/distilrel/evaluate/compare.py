@@ -20,9 +20,9 @@ class RunDir:
     info: dict[str, object]
     per_query: pd.DataFrame  # index query_id
 
-    @property
-    def label(self) -> str:
-        return f"{self.info['scorer']} ({self.path.name})"
+    def label(self, depth: int = 1) -> str:
+        """The scorer and the last ``depth`` parts of the folder."""
+        return f"{self.info['scorer']} ({'/'.join(self.path.parts[-depth:])})"
 
     @classmethod
     def load(cls, path: str | Path) -> RunDir:
@@ -34,6 +34,18 @@ class RunDir:
                 )
         info = json.loads((p / "metrics.json").read_text())
         return cls(p, info, pd.read_parquet(p / "per_query.parquet").set_index("query_id"))
+
+
+def run_labels(runs: Sequence[RunDir]) -> list[str]:
+    """One label per run, each naming as much of its folder as tells the runs apart: runs of the same
+    model in two pipeline runs (``a/eval/crowdflower/teacher``, ``b/transfer/crowdflower/teacher``) must
+    not share a row name."""
+    deepest = max(len(r.path.resolve().parts) for r in runs)
+    for depth in range(1, deepest + 1):
+        labels = [r.label(depth) for r in runs]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise ValueError(f"compare: the same run is given twice: {[str(r.path) for r in runs]}")
 
 
 def compare_runs(
@@ -55,14 +67,15 @@ def compare_runs(
         common = common.intersection(r.per_query.index)
     if len(common) == 0:
         raise ValueError("the runs share no query ids")
+    labels = run_labels(runs)
     table = pd.DataFrame(
         {m: [r.per_query.loc[common, m].mean() for r in runs] for m in metrics},
-        index=pd.Index([r.label for r in runs], name="run"),
+        index=pd.Index(labels, name="run"),
     )
     table["queries"] = len(common)
     tests = []
     base = runs[0]
-    for r in runs[1:]:
+    for r, label in zip(runs[1:], labels[1:], strict=True):
         for m in metrics:
             # paired_test reports b − a: the run minus the reference, positive when the run is better.
             t = paired_test(
@@ -70,8 +83,8 @@ def compare_runs(
             )
             tests.append(
                 {
-                    "run": r.label,
-                    "vs": base.label,
+                    "run": label,
+                    "vs": labels[0],
                     "metric": m,
                     "diff": t.diff,
                     "rel_diff": t.rel_diff,
