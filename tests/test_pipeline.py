@@ -317,6 +317,7 @@ def test_a_run_killed_during_labelling_resumes_to_the_same_outputs(
             "[embed] dataset 'crowdflower' is neither a run dataset ([data] datasets = ['table']) nor a "
             "[transfer] dataset (['homedepot'])",
         ),
+        ("", ('name = "table"', 'name = "table"\nloader = "nope"'), "unknown loader 'nope'; datasets: ["),
         ('[index]\nkind = "annoy"\n', None, "[index] IndexConfig.kind must be one of"),
         ("[index]\nnprobe = 0\n", None, "[index] IndexConfig.nprobe must be >= 1, got 0"),
         ("[index]\nlists = 4\n", None, "unknown key(s) ['lists'] in [index]"),
@@ -338,6 +339,108 @@ def test_the_served_catalog_may_be_a_transfer_dataset(tmp_path: Path, assets: di
     # Cross-domain: train on one catalog, serve another the models never saw.
     cfg = load_pipeline_config(write_config(tmp_path, assets, extra='[embed]\ndataset = "homedepot"\n'))
     assert cfg.embed.dataset == "homedepot" and "homedepot" not in cfg.data.names
+
+
+def _esci_official_files(folder: Path) -> None:
+    """The toy collection in ESCI's official layout, once per market: the same products and questions in
+    us, es and jp (ESCI has train and test only; validation is carved from train by the loader)."""
+    from distilrel.data.levels import ESCI_KDD
+
+    ds = tiny.toy_dataset("esci", levels=ESCI_KDD, n_queries=24, test_split=True)
+    examples, products = [], []
+    for locale in ("us", "es", "jp"):
+        j = ds.judgments
+        examples.append(
+            pd.DataFrame(
+                {
+                    "query_id": [f"{locale}-{q}" for q in j["query_id"]],
+                    "query": j["query"],
+                    "product_id": j["doc_id"],
+                    "product_locale": locale,
+                    "esci_label": j["label"],
+                    "small_version": 1,
+                    "large_version": 1,
+                    "split": j["split"].replace({"validation": "train"}),
+                }
+            )
+        )
+        d = ds.documents
+        products.append(
+            pd.DataFrame(
+                {
+                    "product_id": d["doc_id"],
+                    "product_locale": locale,
+                    "product_title": d["title"],
+                    "product_description": d["description"],
+                    "product_bullet_point": d["description"],
+                    "product_brand": None,
+                    "product_color": None,
+                }
+            )
+        )
+    folder.mkdir(parents=True)
+    ex = pd.concat(examples, ignore_index=True)
+    ex.insert(0, "example_id", range(len(ex)))
+    ex.to_parquet(folder / "shopping_queries_dataset_examples.parquet", index=False)
+    pd.concat(products).to_parquet(folder / "shopping_queries_dataset_products.parquet", index=False)
+
+
+@pytest.mark.slow
+def test_the_shipped_esci_config_runs_us_to_es_and_jp(tmp_path: Path, assets: dict[str, Path]) -> None:
+    """configs/esci-us-to-es-jp.toml as shipped, but for tiny models and the data's path: trained on the US
+    market only, measured on Spain and Japan, serving the Spanish catalog."""
+    esci = tmp_path / "esci"
+    _esci_official_files(esci)
+    text = (Path(__file__).resolve().parents[1] / "configs" / "esci-us-to-es-jp.toml").read_text()
+    tiny_models = f"""
+        [teacher.training]
+        max_steps = 4
+        eval_steps = 2
+        batch_size = 8
+        learning_rate = 5e-3
+
+        [student.model]
+        backbone = "{assets["student_backbone"]}"
+        max_query_length = 12
+        max_doc_length = 24
+        head_hidden = 16
+
+        [student.training]
+        max_steps = 4
+        eval_steps = 2
+        batch_size = 8
+        docs_per_query = 4
+    """
+    edits = [
+        ('out = "runs"', f'out = "{tmp_path / "runs"}"'),
+        ('"e5"]', f'"{assets["zero_shot"]}"]'),  # the zero-shot baseline
+        ('config = "configs/teacher-e5.toml"', ""),
+        ('config = "configs/student-e5.toml"', ""),
+        ("num_levels = 4", f'num_levels = 4\nbackbone = "{assets["teacher_backbone"]}"\nmax_length = 32'),
+    ]
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    text = text.replace("options = { locale", f'path = "{esci}", options = {{ locale')
+    config = tmp_path / "esci.toml"
+    config.write_text(text + textwrap.dedent(tiny_models), encoding="utf-8")
+
+    statuses = run(config)
+    assert set(statuses.values()) == {"ran"}, statuses
+    root = tmp_path / "runs" / "esci-us-to-es-jp"
+    data = json.loads((root / "stages" / "data.json").read_text())["summary"]
+    assert set(data) == {"esci-us", "esci-es", "esci-jp"}
+    assert json.loads((root / "stages" / "embed.json").read_text())["summary"]["dataset"] == "esci-es"
+    transfer = json.loads((root / "stages" / "transfer.json").read_text())["summary"]
+    assert transfer["trained_on"] == ["esci-us"]
+    for market, language in (("esci-es", "es"), ("esci-jp", "ja")):
+        for model in ("teacher", "student"):
+            result = transfer["results"][market][model]
+            assert result["queries"] == data[market]["queries"]["test"] == 6
+            assert 0 <= result["metrics"]["ndcg@10"] <= 1
+        per_query = pd.read_parquet(root / "transfer" / market / "student" / "per_query.parquet")
+        assert set(per_query["language"]) == {language}
+    assert "| esci-jp | student |" in (root / "report.md").read_text()
 
 
 def test_a_teacher_ablation_trains_one_teacher_per_field_set(tmp_path: Path, assets: dict[str, Path]) -> None:

@@ -97,10 +97,13 @@ def optional_int(value: Any, name: str, section: str, source: str, minimum: int 
 class DatasetSpec:
     """One training dataset. ``path``: its folder (default: its folder under ``[data] data_dir`` or the
     shared data); ``options``: loader options (e.g. files and columns for ``table``); ``captions``: a
-    captions table (``distilrel caption`` output) joined on doc_id as the ``caption`` document field."""
+    captions table (``distilrel caption`` output) joined on doc_id as the ``caption`` document field.
+    ``loader``: the registered loader when ``name`` is not one, so that one loader can serve two entries
+    (``{ name = "esci-es", loader = "esci", options = { locale = "es" } }``); the dataset takes ``name``."""
 
     name: str
     path: str | None = None
+    loader: str | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     max_train_pairs: int | None = None  # sampled (seeded) from the train split; None = all
     max_eval_queries: int | None = None  # whole queries sampled from the eval split; None = all
@@ -120,6 +123,7 @@ class DatasetSpec:
         return cls(
             name=str(raw["name"]),
             path=raw.get("path") or None,
+            loader=str(raw["loader"]) if raw.get("loader") else None,
             options=dict(raw.get("options", {})),
             max_train_pairs=optional_int(raw.get("max_train_pairs"), "max_train_pairs", sec, source),
             max_eval_queries=optional_int(raw.get("max_eval_queries"), "max_eval_queries", sec, source),
@@ -286,11 +290,14 @@ def load_dataset_spec(spec: DatasetSpec, data_dir: str | Path | None = None) -> 
     from distilrel.data import DATASETS, load_dataset
 
     path: Path | None = Path(spec.path).expanduser() if spec.path else None
-    if path is None and data_dir and spec.name in DATASETS and DATASETS[spec.name].folders:
+    loader = spec.loader or spec.name
+    if path is None and data_dir and loader in DATASETS and DATASETS[loader].folders:
         root = Path(data_dir).expanduser()
-        folders = DATASETS[spec.name].folders
+        folders = DATASETS[loader].folders
         path = next((root / f for f in folders if (root / f).is_dir()), root / folders[0])
-    ds = load_dataset(spec.name, data_dir=path, **dict(spec.options))
+    ds = load_dataset(loader, data_dir=path, **dict(spec.options))
+    if spec.loader and ds.name != spec.name:
+        ds = dataclasses.replace(ds, name=spec.name)  # stages match datasets by the entry's name
     if spec.captions:
         from distilrel.caption.join import attach_captions
 

@@ -384,8 +384,10 @@ def _check_names(cfg: PipelineConfig) -> None:
 
     src = cfg.source
     for spec in (*cfg.data.datasets, *(cfg.transfer.datasets if cfg.transfer else ())):
-        if spec.name not in DATASETS:
-            raise ConfigError(f"{src}: unknown dataset {spec.name!r}; datasets: {sorted(DATASETS)}")
+        loader = spec.loader or spec.name
+        if loader not in DATASETS:
+            what = "loader" if spec.loader else "dataset"
+            raise ConfigError(f"{src}: unknown {what} {loader!r}; datasets: {sorted(DATASETS)}")
     run = set(cfg.data.names)
     named = {
         "logs": cfg.logs.datasets,
