@@ -54,6 +54,14 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
+def tiny_student_model(assets: dict[str, Path]) -> str:
+    """The ``[student.model]`` table of every test run: the tiny student backbone, short inputs."""
+    return (
+        f'[student.model]\nbackbone = "{assets["student_backbone"]}"\nmax_query_length = 12\n'
+        "max_doc_length = 24\nhead_hidden = 16\n"
+    )
+
+
 def write_config(
     tmp_path: Path, assets: dict[str, Path], *, name: str = "toy", student_lr: str = "1e-3", extra: str = ""
 ) -> Path:
@@ -98,11 +106,7 @@ def write_config(
         [student]
         pseudo_ratio = 2
 
-        [student.model]
-        backbone = "{a["student_backbone"]}"
-        max_query_length = 12
-        max_doc_length = 24
-        head_hidden = 16
+        {tiny_student_model(assets)}
 
         [student.text]
         fields = ["title", "description"]
@@ -399,11 +403,7 @@ def test_the_shipped_esci_config_runs_us_to_es_and_jp(tmp_path: Path, assets: di
         batch_size = 8
         learning_rate = 5e-3
 
-        [student.model]
-        backbone = "{assets["student_backbone"]}"
-        max_query_length = 12
-        max_doc_length = 24
-        head_hidden = 16
+        {tiny_student_model(assets)}
 
         [student.training]
         max_steps = 4
