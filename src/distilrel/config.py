@@ -110,6 +110,11 @@ class DatasetSpec:
     evaluate: bool = True  # take part in the NDCG@10 evaluator
     captions: str | None = None  # captions.parquet or a caption output folder
 
+    @property
+    def loader_name(self) -> str:
+        """The registered loader that reads this entry."""
+        return self.loader or self.name
+
     @classmethod
     def from_toml(cls, raw: Any, source: str) -> DatasetSpec:
         if isinstance(raw, str):
@@ -290,7 +295,7 @@ def load_dataset_spec(spec: DatasetSpec, data_dir: str | Path | None = None) -> 
     from distilrel.data import DATASETS, load_dataset
 
     path: Path | None = Path(spec.path).expanduser() if spec.path else None
-    loader = spec.loader or spec.name
+    loader = spec.loader_name
     if path is None and data_dir and loader in DATASETS and DATASETS[loader].folders:
         root = Path(data_dir).expanduser()
         folders = DATASETS[loader].folders

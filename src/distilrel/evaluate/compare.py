@@ -40,7 +40,7 @@ def run_labels(runs: Sequence[RunDir]) -> list[str]:
     """One label per run, each naming as much of its folder as tells the runs apart: runs of the same
     model in two pipeline runs (``a/eval/crowdflower/teacher``, ``b/transfer/crowdflower/teacher``) must
     not share a row name."""
-    deepest = max(len(r.path.resolve().parts) for r in runs)
+    deepest = max(len(r.path.parts) for r in runs)  # a label this deep is the whole path as given
     for depth in range(1, deepest + 1):
         labels = [r.label(depth) for r in runs]
         if len(set(labels)) == len(labels):

@@ -384,10 +384,9 @@ def _check_names(cfg: PipelineConfig) -> None:
 
     src = cfg.source
     for spec in (*cfg.data.datasets, *(cfg.transfer.datasets if cfg.transfer else ())):
-        loader = spec.loader or spec.name
-        if loader not in DATASETS:
+        if spec.loader_name not in DATASETS:
             what = "loader" if spec.loader else "dataset"
-            raise ConfigError(f"{src}: unknown {what} {loader!r}; datasets: {sorted(DATASETS)}")
+            raise ConfigError(f"{src}: unknown {what} {spec.loader_name!r}; datasets: {sorted(DATASETS)}")
     run = set(cfg.data.names)
     named = {
         "logs": cfg.logs.datasets,
