@@ -19,6 +19,7 @@ from distilrel.metrics import (
     ESCI_KDD_GAINS,
     ESCI_REPO_GAINS,
     MetricSpec,
+    auroc_at_thresholds,
     breakdown,
     dcg,
     grade_gains,
@@ -34,6 +35,7 @@ from distilrel.metrics import (
     precision,
     query_length_bucket,
     recall,
+    rmse,
     score_run,
 )
 from distilrel.metrics import run as run_module
@@ -152,6 +154,40 @@ def test_pair_auc_by_hand() -> None:
         pair_auc([1, 0], [0.1, 0.2])
     with pytest.raises(ValueError, match="equal length"):
         pair_auc(np.array([True]), [0.1, 0.2])
+
+
+def test_auroc_at_thresholds_by_hand() -> None:
+    levels, scores = [0, 1, 2, 1], [0.9, 0.4, 0.6, 0.2]
+    # t=1: level 0 (0.9) vs 0.4, 0.6, 0.2 -> 3/3.  t=2: levels 0-1 (0.9, 0.4, 0.2) vs level 2 (0.6) -> 1/3.
+    # t=3 with 4 levels: every pair is positive, no negatives -> NaN.
+    out = auroc_at_thresholds(levels, scores, k_levels=4)
+    assert list(out) == [1, 2, 3]
+    assert out[1] == 1.0 and out[2] == pytest.approx(1 / 3) and math.isnan(out[3])
+    assert auroc_at_thresholds([0, 1], [0.5, 0.5], k_levels=2) == {1: 0.5}  # a tie counts one half
+    rng = np.random.default_rng(0)
+    lv, s = rng.integers(0, 5, 300), rng.integers(0, 7, 300).astype(float)  # many ties
+    for t, auc in auroc_at_thresholds(lv, s, k_levels=5).items():
+        assert auc == pytest.approx(roc_auc_score(lv < t, s))
+    with pytest.raises(ValueError, match=r"0\.\.2"):
+        auroc_at_thresholds([0, 3], [0.1, 0.2], k_levels=3)
+    with pytest.raises(ValueError, match="integers"):
+        auroc_at_thresholds([0.0, 1.0], [0.1, 0.2], k_levels=2)
+    with pytest.raises(ValueError, match="equal length"):
+        auroc_at_thresholds([0, 1], [0.1], k_levels=2)
+    with pytest.raises(ValueError, match="k_levels"):
+        auroc_at_thresholds([0, 0], [0.1, 0.2], k_levels=1)
+
+
+def test_rmse_by_hand() -> None:
+    # errors 0, -2, 0 -> sqrt(4 / 3)
+    assert rmse([1.0, 2.0, 3.0], [1.0, 4.0, 3.0]) == pytest.approx(math.sqrt(4 / 3))
+    assert rmse([0.5], [0]) == 0.5
+    with pytest.raises(ValueError, match="equal length"):
+        rmse([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="empty"):
+        rmse([], [])
+    with pytest.raises(ValueError, match="finite"):
+        rmse([np.nan], [1.0])
 
 
 # --- metric names -----------------------------------------------------------------------------

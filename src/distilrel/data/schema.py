@@ -34,7 +34,8 @@ class Dataset:
     meta:   loader notes. Every loader sets ``warnings`` (list[str]: repairs and caveats, e.g. collapsed
             identical duplicates, synthesised ids, empty document text), ``source_files`` (list[str]) and
             ``corpus_by`` (columns present in BOTH tables that partition a ``retrieve`` corpus: a query
-            ranks only the documents sharing its values; ``("language",)`` by default).
+            ranks only the documents sharing its values; ``("language",)`` by default). Optional
+            ``raw_scale``: ``(lo, hi)`` where ``label`` is a numeric rating on that scale (Home Depot).
     """
 
     name: str

@@ -102,7 +102,7 @@ def write_outputs(result: EvalResult, out: Path, info: Mapping[str, object]) -> 
     ]
     if result.classifier:
         md += [
-            "\n## Pointwise (all judged pairs: level prediction, pair AUC)\n",
+            "\n## Pointwise (all judged pairs: level prediction, pair AUC, AUROC per level cut, RMSE)\n",
             markdown_table(pd.DataFrame([result.classifier], index=["all"])),
         ]
     for name, table in segments.items():

@@ -4,6 +4,18 @@
 ``retrieve`` datasets: each query ranks the corpus of its language; a scorer that is also a
 :class:`Retriever` searches the corpus itself, any other scorer re-ranks BM25's top ``depth``.
 Unjudged documents count as grade 0 (as BEIR does).
+
+Besides the per-query ranking metrics, ``EvalResult.classifier`` holds measures over all judged pairs of
+a ``rerank`` split (keys, for every scorer unless noted):
+
+* ``pair_auc``: AUROC of the scores, relevant (the levels precision counts) vs not;
+* ``auroc>=<level name>``, one per level but the last: AUROC of the scores, pairs at least as relevant
+  as that level (in the dataset's own levels) vs the rest, e.g. ``auroc>=E``, ``auroc>=S``, ``auroc>=C``
+  on ESCI; a threshold one of whose classes is empty in the split is left out;
+* ``level_accuracy``, ``macro_f1``: scorers that predict levels, in the scorer's own level scale;
+* ``rmse``: scorers that predict levels, on datasets whose loader declares a numeric raw rating
+  (``Dataset.meta["raw_scale"]``, e.g. Home Depot's rater means on 1..3): the expected grade under the
+  predicted distribution, mapped onto the raw scale, vs the raw ``label`` (see :func:`_rating_rmse`).
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ from distilrel.data.levels import LevelMapping, remap_levels
 from distilrel.data.schema import Dataset
 from distilrel.evaluate.scorer import Retriever, Scorer
 from distilrel.metrics import breakdown, mean_scores, query_length_bucket, score_run
-from distilrel.metrics.functions import level_accuracy, macro_f1, pair_auc
+from distilrel.metrics.functions import auroc_at_thresholds, level_accuracy, macro_f1, pair_auc, rmse
 from distilrel.text.builder import TextBuilder
 
 DEFAULT_METRICS = ("ndcg@10", "p@8", "ndcg", "mrr@10", "recall@10")
@@ -162,9 +174,14 @@ def _retrieve(
 
 
 def _classifier_metrics(
-    judged: pd.DataFrame, texts: dict[str, str], scorer: Scorer, levels: LevelMapping
+    judged: pd.DataFrame,
+    texts: dict[str, str],
+    scorer: Scorer,
+    levels: LevelMapping,
+    raw_scale: tuple[float, float] | None = None,
 ) -> dict[str, float]:
-    """Level accuracy and macro-F1, in the scorer's own level scale.
+    """Level accuracy and macro-F1, in the scorer's own level scale, and the rating RMSE where the dataset
+    has a numeric ``raw_scale`` (see :func:`_rating_rmse`).
 
     A teacher trained on several datasets predicts ONE target scale (e.g. 5 levels); the dataset's human
     levels are moved onto it with the same relative-grade policy training used (``remap_levels``).
@@ -178,20 +195,63 @@ def _classifier_metrics(
     to_target = np.asarray(remap_levels(levels, target)) if target != levels else np.arange(levels.k)
     true = to_target[judged["level"].to_numpy()]
     pred = probs.argmax(axis=1)
-    return {
+    out = {
         "level_accuracy": float(level_accuracy(true, pred)),
         "macro_f1": float(macro_f1(true, pred, target.k)),
     }
+    if raw_scale is not None:
+        out["rmse"] = _rating_rmse(probs, target, judged["label"], raw_scale)
+    return out
+
+
+def _rating_rmse(
+    probs: np.ndarray, target: LevelMapping, labels: pd.Series, raw_scale: tuple[float, float]
+) -> float:
+    """RMSE of the predicted rating vs the raw rating ``labels`` (numbers, or numbers written as text).
+
+    The predicted rating is the expected grade under each row of ``probs`` (n, K) over ``target``'s levels,
+    mapped linearly onto ``raw_scale = (lo, hi)``: ``rating = lo + (E[grade] - g_min) / (g_max - g_min) *
+    (hi - lo)``, so the least relevant grade lands on ``lo`` and the most relevant on ``hi`` (the same
+    relative-grade reading ``remap_levels`` uses). Home Depot: grades 0..4 onto rater means 1..3, i.e.
+    ``rating = 1 + grade / 2``, each level's grade landing on the lower edge of its bin.
+    """
+    raw = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(raw).all():
+        bad = labels[~np.isfinite(raw)].iloc[0]
+        raise ValueError(f"the dataset declares raw_scale {raw_scale} but has a non-numeric label {bad!r}")
+    lo, hi = raw_scale
+    grades = np.asarray(target.grades, dtype=np.float64)  # (K,)
+    g_min, g_max = grades.min(), grades.max()
+    expected = probs @ grades  # (n,)
+    rating = lo + (expected - g_min) / (g_max - g_min) * (hi - lo)
+    return rmse(rating, raw)
+
+
+def _raw_scale(dataset: Dataset) -> tuple[float, float] | None:
+    """``(lo, hi)`` of the numeric raw rating a loader declares in ``meta["raw_scale"]``; None without one."""
+    scale = dataset.meta.get("raw_scale")
+    if scale is None:
+        return None
+    lo, hi = (float(x) for x in scale)
+    if not lo < hi:
+        raise ValueError(f"dataset {dataset.name!r}: raw_scale must be (lo, hi) with lo < hi, got {scale}")
+    return lo, hi
 
 
 def _pointwise_metrics(judged: pd.DataFrame, run: Run, levels: LevelMapping) -> dict[str, float]:
-    """Pair AUC over all judged pairs (relevant = the levels counted relevant for precision), from the raw
-    scores. Only meaningful where scores are comparable across queries; absent when one class is missing."""
-    relevant = judged["level"].to_numpy() < levels.relevant
-    if relevant.all() or not relevant.any():
-        return {}
-    scores = [run[q][d] for q, d in zip(judged["query_id"], judged["doc_id"], strict=True)]
-    return {"pair_auc": pair_auc(relevant, scores)}
+    """Over all judged pairs, from the raw scores: pair AUC (relevant = the levels counted relevant for
+    precision) and ``auroc>=<level name>`` at every level threshold of the dataset's own levels. Only
+    meaningful where scores are comparable across queries; a measure is absent when one class is missing."""
+    lv = judged["level"].to_numpy()
+    scores = np.array([run[q][d] for q, d in zip(judged["query_id"], judged["doc_id"], strict=True)])
+    out: dict[str, float] = {}
+    relevant = lv < levels.relevant
+    if relevant.any() and not relevant.all():
+        out["pair_auc"] = pair_auc(relevant, scores)
+    for t, auc in auroc_at_thresholds(lv, scores, levels.k).items():
+        if not np.isnan(auc):
+            out[f"auroc>={levels.names[t - 1]}"] = auc
+    return out
 
 
 def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: EvalSettings) -> EvalResult:
@@ -238,7 +298,7 @@ def evaluate(dataset: Dataset, scorer: Scorer, builder: TextBuilder, settings: E
     per_query = per_query.join(seg)
 
     classifier = (
-        _classifier_metrics(judged, texts, scorer, levels)
+        _classifier_metrics(judged, texts, scorer, levels, _raw_scale(dataset))
         if scorer.predicts_levels and dataset.task == "rerank"
         else {}
     )

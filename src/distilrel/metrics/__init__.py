@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from distilrel.metrics.functions import (
     GainScheme,
+    auroc_at_thresholds,
     dcg,
     grade_gains,
     level_accuracy,
@@ -18,6 +19,7 @@ from distilrel.metrics.functions import (
     pair_auc,
     precision,
     recall,
+    rmse,
 )
 from distilrel.metrics.names import (
     ESCI_GRADES,
@@ -41,6 +43,7 @@ __all__ = [
     "MetricSpec",
     "PairedTestResult",
     "Ties",
+    "auroc_at_thresholds",
     "breakdown",
     "dcg",
     "grade_gains",
@@ -56,5 +59,6 @@ __all__ = [
     "precision",
     "query_length_bucket",
     "recall",
+    "rmse",
     "score_run",
 ]

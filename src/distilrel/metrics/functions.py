@@ -17,6 +17,7 @@ NDCG is implemented here and nowhere else in the package.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Literal
 
@@ -229,3 +230,40 @@ def pair_auc(relevant: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     ranks = rankdata(s)  # (n,) 1-based, ties get their average rank
     u = ranks[r].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
+
+
+def auroc_at_thresholds(levels: npt.ArrayLike, scores: npt.ArrayLike, k_levels: int) -> dict[int, float]:
+    """ROC AUC of ``scores`` (higher = more relevant) at every cut of K ordered levels, ``{t: auc}``.
+
+    ``levels`` are level indices, 0 the MOST relevant and ``k_levels - 1`` the least. Threshold ``t``
+    (1..K-1) splits the pairs into positives, level index < t (at least as relevant as level ``t - 1``),
+    and negatives, level >= t; its AUC is :func:`pair_auc` over that split. A threshold where one class
+    is empty has no AUC and maps to NaN, so the keys are always 1..K-1. Levels outside ``0..K-1`` are
+    an error.
+    """
+    lv, s = np.asarray(levels), np.asarray(scores, dtype=np.float64)
+    if lv.ndim != 1 or lv.shape != s.shape:
+        raise ValueError(f"levels and scores must be 1-D of equal length, got {lv.shape} and {s.shape}")
+    if lv.size and not np.issubdtype(lv.dtype, np.integer):
+        raise ValueError(f"levels must be integers, got dtype {lv.dtype}")
+    if isinstance(k_levels, bool) or k_levels < 2:
+        raise ValueError(f"k_levels must be >= 2, got {k_levels!r}")
+    if lv.size and (lv.min() < 0 or lv.max() >= k_levels):
+        raise ValueError(f"levels must lie in 0..{k_levels - 1}, got {lv.min()}..{lv.max()}")
+    out: dict[int, float] = {}
+    for t in range(1, k_levels):
+        positive = lv < t  # (n,)
+        out[t] = pair_auc(positive, s) if 0 < positive.sum() < positive.size else math.nan
+    return out
+
+
+def rmse(pred: npt.ArrayLike, target: npt.ArrayLike) -> float:
+    """Root mean squared error ``sqrt(mean((pred - target)**2))`` of two equal-length 1-D arrays."""
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if p.ndim != 1 or p.shape != t.shape:
+        raise ValueError(f"pred and target must be 1-D of equal length, got {p.shape} and {t.shape}")
+    if p.size == 0:
+        raise ValueError("no values to score (empty arrays)")
+    if not (np.isfinite(p).all() and np.isfinite(t).all()):
+        raise ValueError("pred and target must be finite")
+    return float(np.sqrt(np.mean((p - t) ** 2)))

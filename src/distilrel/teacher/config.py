@@ -218,6 +218,39 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
+class PriorConfig:
+    """``[model.prior]``: the zero-shot bi-encoder whose cosine (and the query-term overlap) the teacher adds
+    to its level logits (see :mod:`distilrel.teacher.prior`). ``backbone``: an alias, HF id or folder of a
+    sentence-transformers model (the baselines' ``minilm``, ``e5``, ...). ``calibrate``: fit the prior's
+    level model on the training pairs before fine-tuning (on at most ``calibration_pairs`` of them)."""
+
+    backbone: str = "minilm"
+    pooling: str = "auto"  # auto: the sentence-transformers folder's own (mean for MiniLM / E5)
+    max_query_length: int = 32
+    max_doc_length: int = 128
+    calibrate: bool = True
+    calibration_pairs: int = 4096
+
+    @classmethod
+    def from_toml(cls, raw: Mapping[str, Any], source: str) -> PriorConfig | None:
+        if not raw:
+            return None
+        check_keys(raw, [*field_names(cls), "enabled"], "model.prior", source)
+        if raw.get("enabled", True) is False:
+            return None
+        p = cls(**{k: v for k, v in raw.items() if k != "enabled"})
+        if p.pooling not in ("auto", "mean", "cls"):
+            raise ConfigError(f"{source}: [model.prior] pooling must be auto, mean or cls, got {p.pooling!r}")
+        for name in ("max_query_length", "max_doc_length", "calibration_pairs"):
+            value = getattr(p, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 4:
+                raise ConfigError(f"{source}: [model.prior] {name} must be an integer >= 4, got {value!r}")
+        if not isinstance(p.backbone, str) or not p.backbone.strip():
+            raise ConfigError(f"{source}: [model.prior] backbone must name a bi-encoder, got {p.backbone!r}")
+        return p
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     backbone: str  # HF id, alias or local folder (resolved by distilrel.weights.resolve_model)
     pooling: str = "auto"  # auto: cls (first token) for encoders, last non-padding token for decoders
@@ -229,6 +262,7 @@ class ModelConfig:
     )
     gradient_checkpointing: bool = False
     lora: LoraSettings = LoraSettings()
+    prior: PriorConfig | None = None  # a zero-shot prior added to the logits ([model.prior])
 
     @classmethod
     def from_toml(cls, raw: Mapping[str, Any], source: str) -> ModelConfig:
@@ -241,6 +275,7 @@ class ModelConfig:
             "template",
             "gradient_checkpointing",
             "lora",
+            "prior",
         }
         check_keys(raw, sorted(known | head_keys), "model", source)
         if not raw.get("backbone"):
@@ -260,6 +295,7 @@ class ModelConfig:
             template=raw.get("template") or None,
             gradient_checkpointing=bool(raw.get("gradient_checkpointing", False)),
             lora=LoraSettings.from_toml(table(raw, "lora", source, section="model.lora"), source),
+            prior=PriorConfig.from_toml(table(raw, "prior", source, section="model.prior"), source),
         )
         m.check(source)
         return m
@@ -320,11 +356,44 @@ class TrainingConfig:
     bf16: bool | None = None  # None: bf16 mixed precision where the GPU supports it; never on CPU
     resume: bool | None = None  # None: resume from the last checkpoint in output_dir if there is one
     dataloader_num_workers: int = 0
+    # The objective: loss name -> weight (see distilrel.teacher.losses.LOSSES): "ce" (level cross-entropy),
+    # "listnet", "lambda" (LambdaRank-weighted pairwise), "ranknet". A ranking loss makes batches of query
+    # lists: each query's judged pairs cut into lists of at most docs_per_query, batch_size // docs_per_query
+    # lists a batch (so batch_size still counts pairs).
+    loss: Mapping[str, float] = field(default_factory=lambda: {"ce": 1.0})
+    docs_per_query: int | None = None  # None: 8 with a ranking loss, pointwise pairs without
+    loss_temperature: float = 1.0  # ranking losses read expected gain / temperature
+    loss_sigma: float = 1.0  # pairwise losses: log(1 + exp(-sigma (s_i - s_j)))
+    # Evaluate the model before the first step too, and keep it when no checkpoint beats it (with a prior,
+    # step 0 is the calibrated zero-shot model: training must earn its place). The summary says which won.
+    eval_at_start: bool = True
+
+    @property
+    def listwise(self) -> bool:
+        from_names = {"listnet", "lambda", "ranknet"}
+        return any(w > 0 for name, w in self.loss.items() if name in from_names)
+
+    @property
+    def list_size(self) -> int:
+        """Pairs per query list in a batch (ranking losses)."""
+        return self.docs_per_query or 8
 
     @classmethod
     def from_toml(cls, raw: Mapping[str, Any], source: str) -> TrainingConfig:
         check_keys(raw, field_names(cls), "training", source)
+        raw = dict(raw)
+        if "loss" in raw:
+            raw["loss"] = _loss_weights(raw["loss"], source)
         t = cls(**{k: v for k, v in raw.items() if v != "auto"})
+        if t.docs_per_query is not None and (isinstance(t.docs_per_query, bool) or t.docs_per_query < 2):
+            raise ConfigError(f"{source}: [training] docs_per_query must be >= 2, got {t.docs_per_query!r}")
+        if t.listwise and t.batch_size < t.list_size:
+            raise ConfigError(
+                f"{source}: [training] batch_size ({t.batch_size}) counts pairs and must hold at least one "
+                f"query list of docs_per_query = {t.list_size}"
+            )
+        for name in ("loss_temperature", "loss_sigma"):
+            _positive(getattr(t, name), name, "training", source)
         for name in (
             "epochs",
             "batch_size",
@@ -344,6 +413,26 @@ class TrainingConfig:
         if t.warmup_ratio >= 1 or t.label_smoothing >= 1:
             raise ConfigError(f"{source}: [training] warmup_ratio and label_smoothing must be < 1")
         return t
+
+
+def _loss_weights(raw: Any, source: str) -> dict[str, float]:
+    known = ("ce", "listnet", "lambda", "ranknet")
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(
+            f"{source}: [training] loss must be a table of weights like "
+            f"{{ ce = 1.0, listnet = 1.0 }}, got {raw!r}"
+        )
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: [training] loss: unknown loss(es) {unknown}; known: {list(known)}")
+    weights = {}
+    for name, w in raw.items():
+        if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
+            raise ConfigError(f"{source}: [training] loss {name} weight must be a number >= 0, got {w!r}")
+        weights[name] = float(w)
+    if not any(weights.values()):
+        raise ConfigError(f"{source}: [training] loss: every weight is 0; nothing would be trained")
+    return weights
 
 
 # --- the whole config -----------------------------------------------------------------------------

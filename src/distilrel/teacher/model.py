@@ -36,6 +36,7 @@ from torch import nn
 
 from distilrel.data.levels import LevelMapping
 from distilrel.io import atomic_dir
+from distilrel.teacher.collator import PriorInputs
 from distilrel.teacher.config import (
     DEFAULT_DECODER_TEMPLATE,
     HeadSpec,
@@ -43,6 +44,7 @@ from distilrel.teacher.config import (
     ModelConfig,
     check_template,
 )
+from distilrel.teacher.prior import ZeroShotPrior
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +197,7 @@ class TeacherModel(nn.Module):
         template: str | None = None,
         backbone_name: str = "",
         lora: LoraSettings | None = None,
+        prior: ZeroShotPrior | None = None,
     ) -> None:
         super().__init__()
         if pooling not in ("cls", "mean", "last"):
@@ -213,6 +216,17 @@ class TeacherModel(nn.Module):
         self.head_spec = resolve_head(head, family, _hidden_size(self.backbone_config))
         self.head = LevelHead(_hidden_size(self.backbone_config), levels.k, self.head_spec)
         self.register_buffer("gains", torch.tensor(levels.gains, dtype=torch.float32), persistent=False)
+        self.prior = prior
+        if prior is not None:
+            if prior.linear.out_features != levels.k:
+                raise ValueError(
+                    f"TeacherModel: the prior predicts {prior.linear.out_features} levels, "
+                    f"the head {levels.k}"
+                )
+            # The cross-encoder's part starts at zero: step 0 ranks exactly as the prior does.
+            nn.init.zeros_(self.head.out.weight)
+            if self.head.out.bias is not None:
+                nn.init.zeros_(self.head.out.bias)
 
     @property
     def num_levels(self) -> int:
@@ -232,11 +246,16 @@ class TeacherModel(nn.Module):
     def is_peft(self) -> bool:
         return callable(getattr(self.backbone, "merge_and_unload", None))
 
+    def prior_inputs(self) -> PriorInputs | None:
+        """What the collator must build for the prior (None without one)."""
+        return self.prior.inputs() if self.prior is not None else None
+
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        **prior_inputs: torch.Tensor,
     ) -> torch.Tensor:
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
@@ -245,7 +264,12 @@ class TeacherModel(nn.Module):
             kwargs["use_cache"] = False  # no generation: a KV cache would only cost memory
         hidden = self.backbone(**kwargs).last_hidden_state  # (batch, seq, dim)
         pooled = pool(hidden, attention_mask, self.pooling)  # (batch, dim)
-        return self.head(pooled.to(self.head.out.weight.dtype))  # (batch, K)
+        logits = self.head(pooled.to(self.head.out.weight.dtype))  # (batch, K)
+        if self.prior is None:
+            if prior_inputs:
+                raise ValueError(f"TeacherModel has no prior but got prior inputs {sorted(prior_inputs)}")
+            return logits
+        return logits + self.prior(**prior_inputs).to(logits.dtype)
 
     def expected_gain(self, logits: torch.Tensor) -> torch.Tensor:
         """(batch, K) logits -> (batch,) ranking scores."""
@@ -310,6 +334,18 @@ def build_teacher(
 
     pooling = model_cfg.pooling if model_cfg.pooling != "auto" else ("cls" if family == "encoder" else "last")
     template = model_cfg.template or (DEFAULT_DECODER_TEMPLATE if family == "decoder" else None)
+    prior = None
+    if model_cfg.prior is not None:
+        from distilrel.teacher.prior import build_prior
+
+        p = model_cfg.prior
+        prior = build_prior(
+            p.backbone,
+            levels,
+            max_query_length=p.max_query_length,
+            max_doc_length=p.max_doc_length,
+            pooling=p.pooling,
+        )
     model = TeacherModel(
         backbone,
         levels,
@@ -319,6 +355,7 @@ def build_teacher(
         template=template,
         backbone_name=model_cfg.backbone,
         lora=lora,
+        prior=prior,
     )
     return model, tokenizer
 
@@ -392,6 +429,8 @@ def hf_layout(model: TeacherModel, tokenizer: Any) -> tuple[HFLayout | None, str
     config = model.backbone_config
     mt = config.model_type
     head = model.head_spec
+    if model.prior is not None:
+        return None, "the teacher adds a zero-shot prior (a second encoder) to its logits"
     if mt in _ENCODER_HF_HEADS:
         dense, out, act = _ENCODER_HF_HEADS[mt]
         cls_name = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES[mt]
@@ -473,6 +512,7 @@ def teacher_meta(
         "max_length": max_length,
         "text": {"fields": [dict(f) for f in text_fields]},
         "lora": lora,
+        "prior": model.prior.settings.to_dict() if model.prior is not None else None,
         "distilrel_version": __version__,
         **(dict(extra) if extra else {}),
     }
@@ -507,11 +547,15 @@ def _save_hf(model: TeacherModel, tokenizer: Any, folder: Path, layout: HFLayout
 def _save_split(model: TeacherModel, folder: Path) -> None:
     from safetensors.torch import save_file
 
+    from distilrel.teacher.prior import save_prior
+
     model.merged_backbone().save_pretrained(str(folder / "backbone"))
     save_file(
         {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()},
         str(folder / HEAD_FILE),
     )
+    if model.prior is not None:
+        save_prior(model.prior, folder)
 
 
 @dataclass
@@ -551,6 +595,8 @@ def load_teacher(
     that supports it. The model is returned in eval mode."""
     from transformers import AutoModel
 
+    from distilrel.teacher.prior import load_prior
+
     path = Path(path)
     meta = read_meta(path)
     device = (
@@ -577,6 +623,7 @@ def load_teacher(
         template=meta.get("template"),
         backbone_name=meta.get("backbone", ""),
         lora=None,  # merged at save time
+        prior=load_prior(path, meta["prior"], levels) if meta.get("prior") else None,
     )
     model.head.load_state_dict(_read_head(path, meta), strict=True)
     model.to(device=device, dtype=dtype).eval()

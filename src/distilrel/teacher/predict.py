@@ -41,7 +41,7 @@ def predict_logits(
     out = np.zeros((n, model.num_levels), dtype=np.float32)
     if n == 0:
         return out
-    collator = TeacherCollator(tokenizer, max_length, template=model.template)
+    collator = TeacherCollator(tokenizer, max_length, template=model.template, prior=model.prior_inputs())
     start = time.perf_counter()
     features = collator.encode(queries, texts)
     # Stable sort, longest first: equal lengths keep input order (deterministic batches).

@@ -47,6 +47,7 @@ class Prepared:
     backbone_path: Path
     tokenizer: Any
     fields: tuple[FieldConfig, ...]
+    train_groups: list[str] = field(default_factory=list)  # dataset + query id: the query lists
     train_queries: list[str] = field(default_factory=list)
     train_texts: list[str] = field(default_factory=list)
     train_levels: list[int] = field(default_factory=list)
@@ -138,6 +139,7 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
         )
         texts = _texts(ds, needed, builder, fields)
 
+        prep.train_groups += [f"{ds.name}\t{q}" for q in train_j["query_id"].astype(str)]
         prep.train_queries += train_j["query"].astype(str).tolist()
         prep.train_texts += [texts[str(d)] for d in train_j["doc_id"]]
         prep.train_levels += [level_map[int(lv)] for lv in train_j["level"]]
@@ -197,7 +199,8 @@ def training_arguments(config: TeacherConfig, evaluate: bool) -> Any:
     return TeacherTrainingArguments(
         **training_arguments_kwargs(config, evaluate, save_steps=t.eval_steps),
         lr_scheduler_type=t.lr_scheduler,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        # Query lists are shuffled as lists; length grouping applies to single pairs.
+        train_sampling_strategy="group_by_length" if t.group_by_length and not t.listwise else "random",
         eval_steps=t.eval_steps,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
@@ -218,10 +221,8 @@ def train_teacher(
     from transformers import PrinterCallback, set_seed
 
     from distilrel.io import write_json
-    from distilrel.teacher.collator import TeacherCollator
-    from distilrel.teacher.losses import LevelCrossEntropyLoss
     from distilrel.teacher.model import build_teacher, save_teacher
-    from distilrel.teacher.trainer import PairDataset, RichProgressCallback, TeacherEvaluator, TeacherTrainer
+    from distilrel.teacher.trainer import RichProgressCallback, TeacherEvaluator, TeacherTrainer
 
     console = console or Console(stderr=True)
     out = Path(config.training.output_dir)
@@ -237,13 +238,19 @@ def train_teacher(
         if prep.eval_sets
         else None
     )
+    calibration = _calibrate_prior(config, prep, model, console)
+    start = _StepZero.measure(config, model, evaluator, console)
+    loss, dataset, collator = _objective(config, prep, model, tokenizer)
+    args = training_arguments(config, evaluate=evaluator is not None)
+    if config.training.listwise:  # batch_size counts pairs; a batch item is one query list
+        args.per_device_train_batch_size = max(1, config.training.batch_size // config.training.list_size)
     trainer = TeacherTrainer(
         model,
-        training_arguments(config, evaluate=evaluator is not None),
-        loss=LevelCrossEntropyLoss(model, label_smoothing=config.training.label_smoothing),
+        args,
+        loss=loss,
         evaluator=evaluator,
-        train_dataset=PairDataset(prep.train_queries, prep.train_texts, prep.train_levels),
-        data_collator=TeacherCollator(tokenizer, config.model.max_length, template=model.template),
+        train_dataset=dataset,
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[RichProgressCallback(console), *callbacks],
     )
@@ -253,6 +260,7 @@ def train_teacher(
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=prep.resume_from)
     seconds = time.perf_counter() - started
+    selection = start.select(trainer, console)
 
     state = trainer.state
     final = _best_eval(state.log_history, state.best_global_step)
@@ -266,10 +274,13 @@ def train_teacher(
     model_dir = out / MODEL
     text_fields = [f.builder_dict() for f in prep.fields]
     training_info = {
-        "best_metric": state.best_metric,
+        "best_metric": selection.get("kept_metric", state.best_metric),
         "metric": "ndcg@10" if evaluator is not None else None,
         "global_step": state.global_step,
+        "kept": selection.get("kept", "best checkpoint"),
         "datasets": sorted(prep.stats),
+        "objective": loss.get_config_dict(),
+        "prior_calibration": calibration,
     }
     with console.status(f"saving the teacher to {model_dir}"):
         save_teacher(
@@ -298,6 +309,9 @@ def train_teacher(
             "checkpoint": state.best_model_checkpoint,
         },
         "final_eval": final,
+        "selection": selection,  # step 0 vs the best checkpoint: which one was kept
+        "objective": training_info["objective"],
+        "prior_calibration": calibration,
         "parameters": trainer.model.parameter_counts(),
         "bf16": trainer.args.bf16,
         "datasets": prep.stats,
@@ -306,6 +320,95 @@ def train_teacher(
     write_json(out / SUMMARY, summary)
     _show_summary(console, summary)
     return model_dir
+
+
+def _objective(config: TeacherConfig, prep: Prepared, model: Any, tokenizer: Any) -> tuple[Any, Any, Any]:
+    """The loss, the training set and its collator: query lists for a ranking objective, pairs otherwise."""
+    from distilrel.teacher.collator import ListCollator, TeacherCollator
+    from distilrel.teacher.losses import build_loss
+    from distilrel.teacher.trainer import ListDataset, PairDataset
+
+    t = config.training
+    loss = build_loss(
+        model, t.loss, label_smoothing=t.label_smoothing, temperature=t.loss_temperature, sigma=t.loss_sigma
+    )
+    collator_args = (tokenizer, config.model.max_length)
+    collator_kwargs = {"template": model.template, "prior": model.prior_inputs()}
+    if t.listwise:
+        dataset: Any = ListDataset(
+            prep.train_groups,
+            prep.train_queries,
+            prep.train_texts,
+            prep.train_levels,
+            t.list_size,
+            seed=t.seed,
+        )
+        return loss, dataset, ListCollator(*collator_args, **collator_kwargs)
+    dataset = PairDataset(prep.train_queries, prep.train_texts, prep.train_levels)
+    return loss, dataset, TeacherCollator(*collator_args, **collator_kwargs)
+
+
+def _calibrate_prior(
+    config: TeacherConfig, prep: Prepared, model: Any, console: Console
+) -> dict[str, Any] | None:
+    """Fit the zero-shot prior's level model on (a sample of) the training pairs; None without a prior."""
+    import numpy as np
+    import torch
+
+    from distilrel.teacher.prior import calibrate, prior_features
+
+    p = config.model.prior
+    if model.prior is None or p is None or not p.calibrate:
+        return None
+    n = len(prep.train_queries)
+    rng = np.random.default_rng(config.training.seed)
+    idx = np.sort(rng.choice(n, size=min(n, p.calibration_pairs), replace=False))
+    with console.status(f"calibrating the zero-shot prior on {len(idx)} training pairs"):
+        feats = prior_features(
+            model.prior, [prep.train_queries[i] for i in idx], [prep.train_texts[i] for i in idx]
+        )
+        fit = calibrate(model.prior, feats, torch.tensor([prep.train_levels[i] for i in idx]))
+    console.print(
+        f"zero-shot prior {p.backbone}: alpha {fit['alpha']:.2f}, cross-entropy {fit['cross_entropy']:.4f} "
+        f"on {fit['pairs']} pairs"
+    )
+    return fit
+
+
+@dataclass
+class _StepZero:
+    """The model before training, evaluated, and a copy of its trainable weights, so that a run whose best
+    checkpoint is not better than where it started keeps the start (and says so)."""
+
+    metric: float | None = None
+    weights: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def measure(cls, config: TeacherConfig, model: Any, evaluator: Any, console: Console) -> _StepZero:
+        if evaluator is None or not config.training.eval_at_start:
+            return cls()
+        with console.status("evaluating the model before training (step 0)"):
+            metrics = evaluator(model)
+        value = float(metrics[evaluator.primary_metric])
+        console.print(f"step 0: {evaluator.primary_metric} {value:.4f}")
+        weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        return cls(metric=value, weights=weights)
+
+    def select(self, trainer: Any, console: Console) -> dict[str, Any]:
+        best = trainer.state.best_metric
+        out: dict[str, Any] = {"step0_metric": self.metric, "best_checkpoint_metric": best}
+        if self.metric is None or best is None:
+            return out
+        if best > self.metric:
+            return out | {"kept": "best checkpoint", "kept_metric": best}
+        params = dict(trainer.model.named_parameters())
+        for name, value in self.weights.items():
+            params[name].data.copy_(value)
+        console.print(
+            f"[yellow]no checkpoint beat step 0 on validation ({best:.4f} <= {self.metric:.4f}): "
+            "keeping the model as it was before training[/]"
+        )
+        return out | {"kept": "step 0", "kept_metric": self.metric}
 
 
 def _best_eval(history: Sequence[dict[str, Any]], step: int | None) -> dict[str, float]:

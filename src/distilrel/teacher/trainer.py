@@ -61,6 +61,57 @@ class PairDataset(torch.utils.data.Dataset):
         return [len(q) + len(t) for q, t in zip(self.queries, self.texts, strict=True)]
 
 
+class ListDataset(torch.utils.data.Dataset):
+    """Training examples as query lists ``{"query", "texts", "levels"}`` for the ranking losses.
+
+    Each query's judged pairs (``groups`` names the query: dataset + query id) are shuffled once with
+    ``seed`` and cut into lists of at most ``list_size`` (as even as possible: 10 pairs at 8 -> 5 + 5), so
+    every pair is seen once an epoch and a list never mixes two queries."""
+
+    def __init__(
+        self,
+        groups: Sequence[str],
+        queries: Sequence[str],
+        texts: Sequence[str],
+        levels: Sequence[int],
+        list_size: int = 8,
+        seed: int = 0,
+    ) -> None:
+        import math
+
+        import numpy as np
+
+        if not len(groups) == len(queries) == len(texts) == len(levels):
+            raise ValueError(
+                f"ListDataset: {len(groups)} groups, {len(queries)} queries, {len(texts)} texts, "
+                f"{len(levels)} levels"
+            )
+        if list_size < 2:
+            raise ValueError(f"ListDataset: list_size must be >= 2, got {list_size}")
+        by_group: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            by_group.setdefault(g, []).append(i)
+        rng = np.random.default_rng(seed)
+        self.lists: list[list[int]] = []
+        for g in sorted(by_group):
+            members = rng.permutation(by_group[g])
+            for chunk in np.array_split(members, math.ceil(len(members) / list_size)):
+                self.lists.append([int(i) for i in chunk])
+        self.groups = [groups[c[0]] for c in self.lists]
+        self.queries, self.texts, self.levels = list(queries), list(texts), [int(x) for x in levels]
+
+    def __len__(self) -> int:
+        return len(self.lists)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        idx = self.lists[i]
+        return {
+            "query": self.queries[idx[0]],
+            "texts": [self.texts[j] for j in idx],
+            "levels": [self.levels[j] for j in idx],
+        }
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """One dataset's validation queries with their judged documents, scored with the dataset's OWN gains."""
@@ -187,10 +238,11 @@ class TeacherTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
         labels = inputs.pop("labels")
+        groups = inputs.pop("groups", None)
         # Under DDP / torch.compile ``model`` is a wrapper: the loss must run the wrapped forward.
         if self.loss.model is not model:
             self.loss.model = model
-        loss = self.loss(inputs, labels)
+        loss = self.loss(inputs, labels, groups)
         return (loss, {}) if return_outputs else loss
 
     def evaluate(

@@ -40,7 +40,9 @@ def assemble(
 
     meta keys used across loaders: ``warnings`` (list[str], repairs and caveats the user should see),
     ``source_files`` (list[str]), ``corpus_by`` (columns present in BOTH tables that partition a
-    ``retrieve`` corpus: a query ranks only the documents that share its values), ``split_note``.
+    ``retrieve`` corpus: a query ranks only the documents that share its values), ``split_note``,
+    ``raw_scale`` (``(lo, hi)``, only where ``label`` is a numeric rating on that scale, least relevant
+    ``lo``: evaluation then reports the RMSE of predicted ratings).
     """
     check_doc_refs(judgments, documents, judgments_path)
     info: dict[str, object] = {

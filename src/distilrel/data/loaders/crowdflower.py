@@ -15,7 +15,8 @@ FIELDS = {"title": "product_title", "description": "product_description"}
 
 
 def load(data_dir: Path) -> Dataset:
-    """Judgments keep the folder's own train/validation/test split; labels are the raters' median 1..4."""
+    """Judgments keep the folder's own train/validation/test split; labels are the raters' median 1..4,
+    a numeric rating (``meta["raw_scale"] = (1.0, 4.0)``)."""
     jpath, dpath = data_dir / "judgments.parquet", data_dir / "documents.parquet"
 
     docs = read_table(dpath, ["doc_id", "language", *FIELDS.values()])
@@ -35,4 +36,5 @@ def load(data_dir: Path) -> Dataset:
         task="rerank",
         warnings=[*doc_warnings, *warnings],
         sources=[jpath, dpath],
+        raw_scale=(1.0, 4.0),
     )

@@ -9,7 +9,8 @@ Rater means (1.0, 1.33, 1.67, 2.0, 2.33, 2.5, 2.67, 3.0, ...) are binned into th
     level 3  "1.5+"   1.5 <= mean < 2.0
     level 4  "<1.5"   1.0 <= mean < 1.5
 
-A mean outside [1, 3] (or not a number) is a DataError. The raw mean is kept in ``label``.
+A mean outside [1, 3] (or not a number) is a DataError. The raw mean is kept in ``label`` (as text) and
+``meta["raw_scale"] = (1.0, 3.0)`` declares it a numeric rating (evaluation reports its RMSE).
 """
 
 from __future__ import annotations
@@ -83,4 +84,5 @@ def load(data_dir: Path) -> Dataset:
         warnings=[*doc_warnings, *warnings],
         sources=[jpath, dpath],
         label_note="rater means binned: 3.0 | [2.5,3) | [2.0,2.5) | [1.5,2.0) | [1.0,1.5)",
+        raw_scale=(1.0, 3.0),
     )

@@ -1,0 +1,255 @@
+"""A zero-shot prior for the teacher: what the pretrained bi-encoder already knows, added to the level logits.
+
+A cross-encoder fine-tuned pointwise on a few thousand pairs from a checkpoint that was never a
+cross-encoder forgets the within-query order its backbone had (issue 15: the seed teacher ranked below
+the zero-shot MiniLM it started from). The hybrid teacher keeps that order by construction:
+
+    logits = head(cross-encoder(query, doc)) + prior([cosine(q, d), overlap(q, d)])
+
+* ``cosine``: a FROZEN bi-encoder (by default the same zero-shot model the baselines use) encodes the
+  query and the document apart, mean- (or cls-) pools and L2-normalises them.
+* ``overlap``: the share of the query's word pieces found in the document (a corpus-free lexical signal).
+* ``prior``: one ``Linear(2, K)``. :func:`calibrate` fits it on the training pairs before fine-tuning as an
+  ordered model of the levels on the cosine alone (weight = ``alpha * (gain - mean gain)``, a free bias per
+  level), and the teacher's own head starts at zero: at step 0 the teacher ranks exactly as the zero-shot
+  cosine does (expected gain is increasing in the cosine when alpha > 0) and predicts calibrated levels,
+  which is the calibrated zero-shot baseline. Training then learns what the pairs add; validation selection
+  may keep step 0, and the summary says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from distilrel.data.levels import LevelMapping
+from distilrel.teacher.collator import PriorInputs
+
+log = logging.getLogger(__name__)
+
+FEATURES = ("cosine", "overlap")
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """What the saved teacher records about its prior (``distilrel.json`` ``prior``)."""
+
+    backbone: str
+    pooling: str = "mean"
+    max_query_length: int = 32
+    max_doc_length: int = 128
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    features: tuple[str, ...] = FEATURES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "pooling": self.pooling,
+            "max_query_length": self.max_query_length,
+            "max_doc_length": self.max_doc_length,
+            "query_prefix": self.query_prefix,
+            "doc_prefix": self.doc_prefix,
+            "features": list(self.features),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PriorSettings:
+        features = tuple(raw.get("features", FEATURES))
+        if features != FEATURES:
+            raise ValueError(f"teacher prior features {list(features)} are not {list(FEATURES)}")
+        return cls(
+            backbone=str(raw["backbone"]),
+            pooling=str(raw.get("pooling", "mean")),
+            max_query_length=int(raw.get("max_query_length", 32)),
+            max_doc_length=int(raw.get("max_doc_length", 128)),
+            query_prefix=str(raw.get("query_prefix", "")),
+            doc_prefix=str(raw.get("doc_prefix", "")),
+        )
+
+
+class ZeroShotPrior(nn.Module):
+    """frozen bi-encoder cosine + query-term overlap -> ``Linear(2, K)`` level logits."""
+
+    def __init__(
+        self, encoder: nn.Module, tokenizer: Any, levels: LevelMapping, settings: PriorSettings
+    ) -> None:
+        super().__init__()
+        if settings.pooling not in ("mean", "cls"):
+            raise ValueError(f"ZeroShotPrior: pooling must be mean or cls, got {settings.pooling!r}")
+        if tokenizer.pad_token_id is None:
+            raise ValueError("ZeroShotPrior: the bi-encoder's tokenizer has no pad token")
+        self.encoder = encoder
+        for p in self.encoder.parameters():
+            p.requires_grad_(False)
+        self.encoder.eval()
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.linear = nn.Linear(len(FEATURES), levels.k)
+        gains = torch.tensor(levels.gains, dtype=torch.float32)
+        self.register_buffer("centered_gains", gains - gains.mean(), persistent=False)
+        with torch.no_grad():  # uncalibrated but ordered: rank by cosine until calibrate() runs
+            self.linear.weight.zero_()
+            self.linear.weight[:, 0] = 10.0 * self.centered_gains
+            self.linear.bias.zero_()
+
+    def train(self, mode: bool = True) -> ZeroShotPrior:
+        super().train(mode)
+        self.encoder.eval()  # frozen: no dropout, ever
+        return self
+
+    def inputs(self) -> PriorInputs:
+        s = self.settings
+        return PriorInputs(self.tokenizer, s.max_query_length, s.max_doc_length, s.query_prefix, s.doc_prefix)
+
+    def _embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from distilrel.teacher.model import pool
+
+        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        return nn.functional.normalize(pool(hidden, mask, self.settings.pooling).float(), dim=-1)
+
+    def features(
+        self,
+        prior_q_input_ids: torch.Tensor,
+        prior_q_attention_mask: torch.Tensor,
+        prior_d_input_ids: torch.Tensor,
+        prior_d_attention_mask: torch.Tensor,
+        overlap: torch.Tensor,
+    ) -> torch.Tensor:
+        """(batch, 2): cosine and overlap."""
+        with torch.no_grad():
+            q = self._embed(prior_q_input_ids, prior_q_attention_mask)
+            d = self._embed(prior_d_input_ids, prior_d_attention_mask)
+        return torch.stack([(q * d).sum(dim=-1), overlap.float()], dim=-1)
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(**inputs).to(self.linear.weight.dtype))  # (batch, K)
+
+
+def calibrate(
+    prior: ZeroShotPrior, features: torch.Tensor, levels: torch.Tensor, steps: int = 200
+) -> dict[str, float]:
+    """Fit the prior as an ordered level model on the cosine alone: weight[:, 0] = alpha * centered gains,
+    a free bias per level, overlap weight 0 (so the ranking stays exactly the zero-shot cosine's).
+    ``features`` (n, 2), ``levels`` (n,) level indices. Returns the fit (alpha, cross-entropy)."""
+    if features.size(0) != levels.size(0) or features.size(0) == 0:
+        raise ValueError(f"calibrate: {features.size(0)} feature rows but {levels.size(0)} levels")
+    cos = features[:, 0].float()
+    g = prior.centered_gains.float()
+    counts = torch.bincount(levels, minlength=g.numel()).float() + 1.0
+    alpha = torch.tensor(10.0, requires_grad=True)
+    bias = (counts / counts.sum()).log().clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([alpha, bias], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(cos[:, None] * alpha * g[None, :] + bias[None, :], levels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    a = float(alpha.detach().clamp(min=1e-3))  # never reverse the zero-shot order
+    with torch.no_grad():
+        prior.linear.weight.zero_()
+        prior.linear.weight[:, 0] = a * g
+        prior.linear.bias.copy_(bias.detach())
+        ce = float(nn.functional.cross_entropy(prior.linear(features.float()), levels))
+    return {"alpha": a, "cross_entropy": ce, "pairs": int(features.size(0))}
+
+
+# --- building, saving, loading -----------------------------------------------------------------------
+
+PRIOR_DIR = "prior"
+PRIOR_HEAD_FILE = "prior.safetensors"
+
+
+def _folder_pooling(path: Path) -> str:
+    """The sentence-transformers folder's pooling (``1_Pooling/config.json``), mean when it says none."""
+    cfg = path / "1_Pooling" / "config.json"
+    if cfg.is_file():
+        raw = json.loads(cfg.read_text(encoding="utf-8"))
+        if raw.get("pooling_mode_cls_token") and not raw.get("pooling_mode_mean_tokens"):
+            return "cls"
+    return "mean"
+
+
+def build_prior(
+    backbone: str,
+    levels: LevelMapping,
+    *,
+    max_query_length: int = 32,
+    max_doc_length: int = 128,
+    pooling: str = "auto",
+) -> ZeroShotPrior:
+    """A prior over the zero-shot bi-encoder ``backbone`` (an alias, HF id or folder), with its prefixes."""
+    from transformers import AutoModel
+
+    from distilrel.teacher.model import _quiet_transformers, load_tokenizer
+    from distilrel.weights import model_prefixes, resolve_model
+
+    path = resolve_model(backbone)
+    q_prefix, d_prefix = model_prefixes(path)
+    if (q_prefix, d_prefix) == ("", ""):
+        q_prefix, d_prefix = model_prefixes(backbone)
+    settings = PriorSettings(
+        backbone=backbone,
+        pooling=_folder_pooling(path) if pooling == "auto" else pooling,
+        max_query_length=max_query_length,
+        max_doc_length=max_doc_length,
+        query_prefix=q_prefix,
+        doc_prefix=d_prefix,
+    )
+    with _quiet_transformers():
+        encoder = AutoModel.from_pretrained(str(path), dtype=torch.float32)
+    return ZeroShotPrior(encoder, load_tokenizer(path), levels, settings)
+
+
+def save_prior(prior: ZeroShotPrior, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    prior.encoder.save_pretrained(str(folder / PRIOR_DIR))
+    prior.tokenizer.save_pretrained(str(folder / PRIOR_DIR))
+    state = {k: v.detach().contiguous().cpu() for k, v in prior.linear.state_dict().items()}
+    save_file(state, str(folder / PRIOR_HEAD_FILE))
+
+
+def load_prior(folder: Path, meta: dict[str, Any], levels: LevelMapping) -> ZeroShotPrior:
+    from safetensors.torch import load_file
+    from transformers import AutoModel
+
+    from distilrel.teacher.model import _quiet_transformers, load_tokenizer
+
+    settings = PriorSettings.from_dict(meta)
+    src = folder / PRIOR_DIR
+    if not (src / "config.json").is_file() or not (folder / PRIOR_HEAD_FILE).is_file():
+        raise FileNotFoundError(f"{folder}: the teacher has a zero-shot prior but {PRIOR_DIR}/ is incomplete")
+    with _quiet_transformers():
+        encoder = AutoModel.from_pretrained(str(src), dtype=torch.float32)
+    prior = ZeroShotPrior(encoder, load_tokenizer(src), levels, settings)
+    prior.linear.load_state_dict(load_file(str(folder / PRIOR_HEAD_FILE)), strict=True)
+    return prior
+
+
+def prior_features(
+    prior: ZeroShotPrior, queries: Sequence[str], texts: Sequence[str], batch_size: int = 128
+) -> torch.Tensor:
+    """(n, 2) features of n pairs, batched, under inference mode."""
+    from distilrel.teacher.collator import pad_rows
+
+    inputs = prior.inputs()
+    tokenizers = {"prior_q_": prior.tokenizer, "prior_d_": prior.tokenizer}
+    device = next(prior.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for lo in range(0, len(queries), batch_size):
+            rows = inputs.encode(queries[lo : lo + batch_size], texts[lo : lo + batch_size])
+            batch = pad_rows(rows, tokenizers)
+            out.append(prior.features(**{k: v.to(device) for k, v in batch.items()}).cpu())
+    return torch.cat(out) if out else torch.zeros((0, len(FEATURES)))
