@@ -173,6 +173,7 @@ def test_full_run_writes_the_report_then_a_second_run_skips_everything(
         "## Models (test split)",
         "### table",
         "### Retention",
+        "## Promotion gate",
         "## Ablation",
         "## Transfer",
         "## Costs",
@@ -184,6 +185,12 @@ def test_full_run_writes_the_report_then_a_second_run_skips_everything(
     evaluate = json.loads((root / "stages" / "evaluate.json").read_text())["summary"]
     assert 0 <= evaluate["results"]["table"]["student"]["classifier"]["level_accuracy"] <= 1
     assert evaluate["costs"]["student_query_encode"]["p50_ms"] > 0
+    # The promotion gate ran on validation against the best zero-shot baseline and named what it promoted.
+    gate = evaluate["promotion"]["table"]
+    assert gate["split"] == "validation" and gate["best_baseline"] in ("bm25", "st")
+    assert set(gate["models"]) == {"teacher", "student"}
+    assert gate["promoted"] == ("student" if gate["models"]["student"]["passed"] else gate["best_baseline"])
+    assert f"**Promoted: {gate['promoted']}**" in report
     assert "(48 pairs trained; " in report  # max_steps 6 x batch 8, not the training set's size
     # Fields a dataset lacks are said plainly: no images here, no description in the transfer target.
     assert "table has no images; the caption field is empty" in report

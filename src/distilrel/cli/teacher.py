@@ -45,6 +45,14 @@ def train(
     max_steps: MaxStepsOption = None,
     output_dir: OutputDirOption = None,
     resume: ResumeOption = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            help="query-grouped k-fold cross-validation over ALL the datasets' queries: a teacher per fold, "
+            "the pooled out-of-fold run in OUTPUT_DIR/oof/<dataset>"
+        ),
+    ] = None,
+    cv_seed: Annotated[int, typer.Option(help="which queries go to which fold")] = 0,
 ) -> None:
     """Train on the configured judgments, keep the best checkpoint by validation NDCG@10 and save
     OUTPUT_DIR/model (loadable by `distilrel evaluate --scorer OUTPUT_DIR/model`)."""
@@ -52,6 +60,12 @@ def train(
     from distilrel.teacher.train import train_teacher
 
     cfg = with_run_flags(load_config(config), max_steps, output_dir, resume)
+    if folds is not None:
+        from distilrel.teacher.crossval import cross_validate_teacher
+
+        summary = cross_validate_teacher(cfg, folds, seed=cv_seed, console=console)
+        console.print(f"out-of-fold runs: {summary['out_of_fold']}")
+        return
     model_dir = train_teacher(cfg, console=console)
     console.print(f"model: {model_dir}")
 

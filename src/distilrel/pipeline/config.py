@@ -121,6 +121,10 @@ class EvaluateSection:
     latency_queries: int = 300  # short queries timed one by one through the student's query tower
     rerank_queries: int = 10  # queries timed re-ranking 100 candidates, teacher vs student
     rerank_depth: int = 100
+    # The promotion gate (distilrel.pipeline.promotion): trained models vs the best baseline on this split
+    # ("" switches the gate off); significantly worse = p < gate_alpha with a negative mean difference.
+    gate_split: str = "validation"
+    gate_alpha: float = 0.05
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,35 @@ def _section_models(ctx: RunContext, table: pd.DataFrame) -> list[str]:
     return out
 
 
+def _section_promotion(ctx: RunContext) -> list[str]:
+    gate = _summary(ctx, "evaluate").get("promotion") or {}
+    if not gate:
+        return []
+    out = [
+        "## Promotion gate\n",
+        "Each trained model against the best zero-shot baseline on the gate split (paired bootstrap over "
+        "the same queries, NDCG@10); a model significantly worse than it is held and never called best.\n",
+    ]
+    for ds, g in gate.items():
+        rows = {
+            m: {
+                "validation ndcg@10": r["mean"],
+                f"diff vs {g['best_baseline']}": r["diff"],
+                "95% CI": f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]",
+                "p": r["p"],
+                "passed": "yes" if r["passed"] else "HELD",
+            }
+            for m, r in g["models"].items()
+        }
+        out += [
+            f"### {ds} ({g['split']}, {g['queries']} queries; "
+            f"{g['best_baseline']} {g['best_baseline_mean']:.4f})\n",
+            markdown_table(pd.DataFrame(rows).T),
+            f"**Promoted: {g['promoted']}**: {g['why']}.\n",
+        ]
+    return out
+
+
 def _section_ablation(ctx: RunContext) -> list[str]:
     ab = _summary(ctx, "ablation")
     if not ab:
@@ -282,6 +311,7 @@ def build_report(ctx: RunContext) -> str:
         _section_stages(ctx),
         _section_data(ctx),
         _section_models(ctx, table),
+        _section_promotion(ctx),
         _section_ablation(ctx),
         _section_transfer(ctx),
         _section_costs(ctx),

@@ -233,7 +233,36 @@ def run_evaluate(ctx: RunContext) -> dict[str, Any]:
     first = ctx.dataset(ctx.config.eval_datasets[0])
     costs = measure_latency(scorers["teacher"], scorers["student"], first, ev)
     write_json(ctx.path("eval", "costs.json"), costs)
-    return {"results": results, "costs": costs}
+    promotion = {name: _gate(ctx, ctx.dataset(name), scorers) for name in ctx.config.eval_datasets}
+    promotion = {k: v for k, v in promotion.items() if v is not None}
+    if promotion:
+        write_json(ctx.path("eval", "promotion.json"), promotion)
+    return {"results": results, "costs": costs, "promotion": promotion}
+
+
+def _gate(ctx: RunContext, ds: Dataset, scorers: dict[str, Any]) -> dict[str, Any] | None:
+    """The promotion gate on the gate split of one dataset (None when off, or without that split or
+    baselines)."""
+    from distilrel.evaluate.runner import EvalSettings, evaluate, text_builder_for
+    from distilrel.pipeline.promotion import decide
+
+    ev = ctx.config.evaluate
+    baselines = [b for b in (ctx.config.baselines.scorers if ctx.config.baselines else ()) if b != "random"]
+    if not ev.gate_split or not baselines or ev.gate_split not in set(ds.judgments["split"]):
+        return None
+    per_query = {}
+    settings = EvalSettings(split=ev.gate_split, max_queries=ev.max_queries, metrics=("ndcg@10",))
+    for name in baselines:
+        scorer = ctx.scorer(name)
+        per_query[name] = evaluate(ds, scorer, text_builder_for(scorer, ds), settings).per_query["ndcg@10"]
+    for name, scorer in scorers.items():
+        view, _ = with_fields(ds, [f["name"] for f in getattr(scorer, "text_fields", ())])
+        per_query[name] = evaluate(view, scorer, text_builder_for(scorer, view), settings).per_query[
+            "ndcg@10"
+        ]
+    decision = decide(per_query, baselines, list(scorers), alpha=ev.gate_alpha)
+    ctx.log(f"{ds.name:12s} promotion gate ({ev.gate_split}): {decision['why']}")
+    return {"split": ev.gate_split, **decision}
 
 
 def run_transfer(ctx: RunContext) -> dict[str, Any]:

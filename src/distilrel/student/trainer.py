@@ -186,21 +186,16 @@ class StudentTrainer(Trainer):
         if self.optimizer is not None:
             return self.optimizer
         model = model or self.model
-        decay = set(self.get_decay_parameter_names(model))
-        head_lr = self.head_learning_rate or self.args.learning_rate
-        groups: list[dict[str, Any]] = []
-        for is_head in (False, True):
-            for use_decay in (True, False):
-                params = [
-                    p
-                    for n, p in model.named_parameters()
-                    if p.requires_grad and n.startswith("head.") == is_head and (n in decay) == use_decay
-                ]
-                if params:
-                    group: dict[str, Any] = {"params": params}
-                    group["weight_decay"] = self.args.weight_decay if use_decay else 0.0
-                    group["lr"] = head_lr if is_head else self.args.learning_rate
-                    groups.append(group)
+        from distilrel.optim import head_param_groups
+
+        groups = head_param_groups(
+            model,
+            decay=set(self.get_decay_parameter_names(model)),
+            learning_rate=self.args.learning_rate,
+            head_learning_rate=self.head_learning_rate,
+            weight_decay=self.args.weight_decay,
+            is_head=lambda n: n.startswith("head."),
+        )
         optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer

@@ -344,6 +344,7 @@ class TrainingConfig:
     eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
     learning_rate: float = 5e-5
+    head_learning_rate: float | None = None  # the level head (and a prior's layer); None: learning_rate
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     lr_scheduler: str = "linear"  # linear | cosine | constant | constant_with_warmup

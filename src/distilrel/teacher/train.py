@@ -249,6 +249,7 @@ def train_teacher(
         args,
         loss=loss,
         evaluator=evaluator,
+        head_learning_rate=config.training.head_learning_rate,
         train_dataset=dataset,
         data_collator=collator,
         processing_class=tokenizer,

@@ -206,6 +206,7 @@ class TeacherTrainer(Trainer):
         *,
         loss: nn.Module | None = None,
         evaluator: TeacherEvaluator | None = None,
+        head_learning_rate: float | None = None,
         **kwargs: Any,
     ) -> None:
         if args.eval_strategy != "no" and evaluator is None and kwargs.get("eval_dataset") is None:
@@ -217,6 +218,27 @@ class TeacherTrainer(Trainer):
         super().__init__(model=model, args=args, **kwargs)
         self.loss = loss if loss is not None else LevelCrossEntropyLoss(model)
         self.evaluator = evaluator
+        self.head_learning_rate = head_learning_rate
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The level head and the prior's linear layer (both start from zero or from a calibration, not
+        from pretraining) learn at ``head_learning_rate``; the backbone at the base rate."""
+        if self.optimizer is not None or self.head_learning_rate is None:
+            return super().create_optimizer(model) if self.optimizer is None else self.optimizer
+        from distilrel.optim import head_param_groups
+
+        model = model or self.model
+        groups = head_param_groups(
+            model,
+            decay=set(self.get_decay_parameter_names(model)),
+            learning_rate=self.args.learning_rate,
+            head_learning_rate=self.head_learning_rate,
+            weight_decay=self.args.weight_decay,
+            is_head=lambda n: n.startswith(("head.", "prior.linear.")),
+        )
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         # Trainer's group_by_length only reads lengths from HF `datasets` columns or tokenized items;
