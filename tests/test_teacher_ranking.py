@@ -324,3 +324,39 @@ def test_head_of_a_hybrid_teacher_starts_at_zero(bert_dir: Path, st_dir: Path) -
     )
     with pytest.raises(ValueError, match="no prior"):
         plain(torch.tensor([[2, 5, 3]]), torch.tensor([[1, 1, 1]]), overlap=torch.tensor([0.5]))
+
+
+# --- the recipe search ------------------------------------------------------------------------------------
+
+
+def test_search_keeps_the_best_validation_trial_and_records_it(tmp_path: Path, bert_dir: Path) -> None:
+    from distilrel.teacher.search import search_teacher
+
+    training = "eval_steps = 2\nloss = { ce = 1.0 }\ndocs_per_query = 4"
+    cfg = load_config(write_config(tmp_path, bert_dir, training=training))
+    space = {"learning_rate": (1e-4, 1e-2, "log"), "listnet": (0.0, 1.0, "float"), "max_steps": (2, 4, "int")}
+    result = search_teacher(cfg, 3, space=space, datasets=[toy_dataset()], seed=1)
+    assert len(result["trials"]) == 3
+    values = [t["value"] for t in result["trials"]]
+    assert (
+        result["value"] == max(values)
+        and result["chosen"] == result["trials"][values.index(max(values))]["params"]
+    )
+    out = tmp_path / "run"
+    loaded = load_teacher(out / "model")
+    assert loaded.meta["search"]["chosen"] == result["chosen"]
+    # Only the best trial's folder is left, without checkpoints.
+    left = sorted(p.name for p in out.glob("trial-*"))
+    assert left == [f"trial-{result['chosen_trial']}"] and not (out / left[0] / "checkpoints").exists()
+    assert json.loads((out / "search.json").read_text())["chosen"] == result["chosen"]
+
+
+def test_trial_config_sets_training_keys_and_loss_weights(tmp_path: Path, bert_dir: Path) -> None:
+    from distilrel.teacher.search import trial_config
+
+    cfg = load_config(write_config(tmp_path, bert_dir, training="loss = { ce = 1.0, listnet = 0.5 }"))
+    got = trial_config(cfg, {"learning_rate": 3e-4, "listnet": 0.0, "max_steps": 7}, tmp_path / "t")
+    assert got.training.learning_rate == 3e-4 and got.training.max_steps == 7
+    assert dict(got.training.loss) == {"ce": 1.0} and not got.training.listwise
+    with pytest.raises(ValueError, match="neither"):
+        trial_config(cfg, {"warp_speed": 1.0}, tmp_path / "t")

@@ -53,6 +53,14 @@ def train(
         ),
     ] = None,
     cv_seed: Annotated[int, typer.Option(help="which queries go to which fold")] = 0,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            help="search the recipe (learning rates, ListNet weight, steps) with Optuna on the validation "
+            "split: OUTPUT_DIR/trial-*, the best as OUTPUT_DIR/model; with --folds, the folds use the choice"
+        ),
+    ] = None,
+    budget_minutes: Annotated[float | None, typer.Option(help="stop the search after this long")] = None,
 ) -> None:
     """Train on the configured judgments, keep the best checkpoint by validation NDCG@10 and save
     OUTPUT_DIR/model (loadable by `distilrel evaluate --scorer OUTPUT_DIR/model`)."""
@@ -60,6 +68,15 @@ def train(
     from distilrel.teacher.train import train_teacher
 
     cfg = with_run_flags(load_config(config), max_steps, output_dir, resume)
+    if budget_minutes is not None and trials is None:
+        raise typer.BadParameter("--budget-minutes bounds a search: give --trials too")
+    if trials is not None:
+        from distilrel.teacher.search import search_teacher, trial_config
+
+        result = search_teacher(cfg, trials, budget_minutes, console=console)
+        if folds is None:
+            return
+        cfg = trial_config(cfg, result["chosen"], Path(cfg.training.output_dir) / "cv")
     if folds is not None:
         from distilrel.teacher.crossval import cross_validate_teacher
 
