@@ -1,6 +1,8 @@
 """Scorer registry: one name or path on the command line → a :class:`Scorer`.
 
 * ``random``, ``bm25``: the lexical and chance baselines;
+* ``fusion:bm25+minilm`` (any ``+``-joined names): the zero-shot fusion baseline, per-query z-scored
+  scores of each part summed (:class:`~distilrel.retrieve.fusion.FusionScorer`);
 * a folder with ``distilrel.json``: a distilrel teacher or student checkpoint, by its ``kind`` field;
 * anything else (``minilm``, ``mpnet``, ``e5``, a Hugging Face id, a sentence-transformers folder):
   a zero-shot :class:`~distilrel.retrieve.dense.BiEncoderScorer`.
@@ -22,6 +24,7 @@ from distilrel.evaluate.scorer import Scorer
 
 CHECKPOINT_FILE = "distilrel.json"
 BASELINES = ("random", "bm25")
+FUSION = "fusion:"
 # kind in distilrel.json -> (module, loader function)
 _CHECKPOINT_LOADERS: dict[str, tuple[str, str]] = {
     "teacher": ("distilrel.teacher.scorer", "load_teacher_scorer"),
@@ -41,6 +44,13 @@ def load_scorer(name_or_path: str | Path, progress: bool = False, **kw: Any) -> 
         from distilrel.retrieve.bm25 import BM25Scorer
 
         return BM25Scorer(**kw)
+    if name.lower().startswith(FUSION):
+        from distilrel.retrieve.fusion import FusionScorer
+
+        parts = [p.strip() for p in name[len(FUSION) :].split("+")]
+        if len(parts) < 2 or not all(parts):
+            raise ValueError(f"{name!r}: a fusion names two or more scorers, e.g. fusion:bm25+minilm")
+        return FusionScorer([load_scorer(p, progress=progress) for p in parts], name=name)
     folder = Path(name).expanduser()
     if (folder / CHECKPOINT_FILE).is_file():
         return _load_checkpoint(folder, progress=progress, **kw)
