@@ -457,6 +457,12 @@ def test_train_save_resume_and_score(bert_dir: Path, tmp_path: Path) -> None:
     assert info["global_step"] == 8 and info["best_checkpoint"] is not None
     assert "ndcg@10" in result.metrics and 0.0 <= result.metrics["ndcg@10"] <= 1.0
     assert any("loss_margin_mse" in h for h in info["log_history"])
+    # Step 0 (the cosine prior over the pretrained towers) was evaluated; the better of it and the best
+    # checkpoint was kept, and the saved model scores what the record says.
+    sel = info["selection"]
+    assert sel["kept"] in ("step 0", "best checkpoint")
+    assert sel["kept_metric"] == max(sel["step0_metric"], sel["best_checkpoint_metric"]) == info["best_metric"]
+    assert result.metrics["ndcg@10"] == pytest.approx(sel["kept_metric"])
     meta = json.loads((run / MODEL_DIR / "distilrel.json").read_text())
     assert meta["kind"] == "student" and meta["text"]["fields"][0]["name"] == "title"
 

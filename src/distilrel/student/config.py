@@ -119,6 +119,9 @@ class TrainingConfig:
     bf16: bool | None = None  # None: bf16 mixed precision where the GPU supports it; never on CPU
     resume: bool | None = None  # None: resume from the last checkpoint in output_dir if there is one
     dataloader_num_workers: int = 0
+    # Evaluate before the first step too and keep the start (the cosine prior over the pretrained towers)
+    # when no checkpoint beats it on validation; the training info says which was kept.
+    eval_at_start: bool = True
 
 
 @dataclass(frozen=True)

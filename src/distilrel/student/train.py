@@ -38,6 +38,7 @@ from distilrel.config import (
 from distilrel.data.levels import LevelMapping, remap_levels
 from distilrel.data.schema import DataError, Dataset
 from distilrel.io import atomic_dir, write_json
+from distilrel.selection import StepZero
 from distilrel.student.collator import NO_LEVEL, PairDataset, PairExample
 from distilrel.student.config import StudentConfig
 
@@ -465,15 +466,20 @@ def train_student(
         docs_per_query=config.training.docs_per_query,
     )
     resume = resume_point(config)
+    start = StepZero.measure(model, prepared.evaluator, enabled=config.training.eval_at_start, log=log)
     if resume:
         log(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=resume)
+    selection = start.select(model, trainer.state.best_metric, log=log)
 
     metrics = best_eval_metrics(trainer.state)
+    if selection.get("kept") == "step 0":
+        metrics = {"ndcg@10": selection["step0_metric"]}
     info = {
         "counts": counts,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_metric": trainer.state.best_metric,
+        "best_metric": selection.get("kept_metric", trainer.state.best_metric),
+        "selection": selection,
         "global_step": trainer.state.global_step,
         "metrics": metrics,
         "pseudo_labels": config.data.pseudo_labels,

@@ -33,6 +33,7 @@ from distilrel.config import (
     training_arguments_kwargs,
 )
 from distilrel.data.schema import Dataset
+from distilrel.selection import StepZero
 from distilrel.teacher.config import NegativesConfig, TeacherConfig, remap_levels
 from distilrel.teacher.negatives import MINED_LABEL
 
@@ -239,7 +240,8 @@ def train_teacher(
         else None
     )
     calibration = _calibrate_prior(config, prep, model, console)
-    start = _StepZero.measure(config, model, evaluator, console)
+    with console.status("evaluating the model before training (step 0)"):
+        start = StepZero.measure(model, evaluator, enabled=config.training.eval_at_start, log=console.print)
     loss, dataset, collator = _objective(config, prep, model, tokenizer)
     args = training_arguments(config, evaluate=evaluator is not None)
     if config.training.listwise:  # batch_size counts pairs; a batch item is one query list
@@ -261,7 +263,7 @@ def train_teacher(
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=prep.resume_from)
     seconds = time.perf_counter() - started
-    selection = start.select(trainer, console)
+    selection = start.select(trainer.model, trainer.state.best_metric, log=console.print)
 
     state = trainer.state
     final = _best_eval(state.log_history, state.best_global_step)
@@ -374,42 +376,6 @@ def _calibrate_prior(
         f"on {fit['pairs']} pairs"
     )
     return fit
-
-
-@dataclass
-class _StepZero:
-    """The model before training, evaluated, and a copy of its trainable weights, so that a run whose best
-    checkpoint is not better than where it started keeps the start (and says so)."""
-
-    metric: float | None = None
-    weights: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def measure(cls, config: TeacherConfig, model: Any, evaluator: Any, console: Console) -> _StepZero:
-        if evaluator is None or not config.training.eval_at_start:
-            return cls()
-        with console.status("evaluating the model before training (step 0)"):
-            metrics = evaluator(model)
-        value = float(metrics[evaluator.primary_metric])
-        console.print(f"step 0: {evaluator.primary_metric} {value:.4f}")
-        weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-        return cls(metric=value, weights=weights)
-
-    def select(self, trainer: Any, console: Console) -> dict[str, Any]:
-        best = trainer.state.best_metric
-        out: dict[str, Any] = {"step0_metric": self.metric, "best_checkpoint_metric": best}
-        if self.metric is None or best is None:
-            return out
-        if best > self.metric:
-            return out | {"kept": "best checkpoint", "kept_metric": best}
-        params = dict(trainer.model.named_parameters())
-        for name, value in self.weights.items():
-            params[name].data.copy_(value)
-        console.print(
-            f"[yellow]no checkpoint beat step 0 on validation ({best:.4f} <= {self.metric:.4f}): "
-            "keeping the model as it was before training[/]"
-        )
-        return out | {"kept": "step 0", "kept_metric": self.metric}
 
 
 def _best_eval(history: Sequence[dict[str, Any]], step: int | None) -> dict[str, float]:
