@@ -165,7 +165,10 @@ def test_full_run_writes_the_report_then_a_second_run_skips_everything(
     test_docs = ds.documents[ds.documents["doc_id"].isin(set(ds.split("test").judgments["doc_id"]))]
     recipes = [list(ds.fields), ["title"], ["title", "description"], ["title", "description", ENGAGED]]
     texts = {t for r in recipes for t in TextBuilder.from_config(r).build_many(test_docs)}
-    assert zero_shot.docs_encoded == len(texts) < len(recipes) * len(test_docs)
+    # ... and the promotion gate's validation documents once, with the baseline's text.
+    val_docs = ds.documents[ds.documents["doc_id"].isin(set(ds.split("validation").judgments["doc_id"]))]
+    texts |= set(TextBuilder.from_config(recipes[0]).build_many(val_docs))
+    assert zero_shot.docs_encoded == len(texts) < len(recipes) * len(test_docs) + len(val_docs)
     report = (root / "report.md").read_text()
     for section in (
         "## Stages",
@@ -187,10 +190,14 @@ def test_full_run_writes_the_report_then_a_second_run_skips_everything(
     assert evaluate["costs"]["student_query_encode"]["p50_ms"] > 0
     # The promotion gate ran on validation against the best zero-shot baseline and named what it promoted.
     gate = evaluate["promotion"]["table"]
-    assert gate["split"] == "validation" and gate["best_baseline"] in ("bm25", "st")
+    assert gate["split"] == "validation" and gate["best_baseline"] in ("bm25", str(assets["zero_shot"]))
     assert set(gate["models"]) == {"teacher", "student"}
     assert gate["promoted"] == ("student" if gate["models"]["student"]["passed"] else gate["best_baseline"])
     assert f"**Promoted: {gate['promoted']}**" in report
+    # Teacher and student tested against the best zero-shot baseline on test, one line each in the report.
+    tests = evaluate["tests"]["table"]
+    assert tests["best_zero_shot"] in ("bm25", str(assets["zero_shot"])) and {"teacher", "student"} <= set(tests)
+    assert 0 < tests["student"]["p"] <= 1 and "### What each step bought (table" in report
     assert "(48 pairs trained; " in report  # max_steps 6 x batch 8, not the training set's size
     # Fields a dataset lacks are said plainly: no images here, no description in the transfer target.
     assert "table has no images; the caption field is empty" in report

@@ -169,6 +169,7 @@ def _section_models(ctx: RunContext, table: pd.DataFrame) -> list[str]:
         pivot = table.pivot_table(index="dataset", columns="model", values="ndcg@10", sort=False)
         _bar_png(ctx.path("models.png"), pivot, "NDCG@10 per dataset", "NDCG@10")
         out.append("![NDCG@10 per model](models.png)\n")
+    out += _bought(ctx)
     ret = retention(table)
     out.append("### Retention\n")
     out.append(
@@ -178,6 +179,29 @@ def _section_models(ctx: RunContext, table: pd.DataFrame) -> list[str]:
     out.append(
         markdown_table(ret) if not ret.empty else "Needs the baselines, the teacher and the student.\n"
     )
+    return out
+
+
+def _bought(ctx: RunContext) -> list[str]:
+    """What each step bought, one line per trained stage, from the paired tests of the evaluate stage and
+    the teacher's and student's step-0 selection."""
+    tests = _summary(ctx, "evaluate").get("tests") or {}
+    teacher, student = _summary(ctx, "teacher"), _summary(ctx, "student")
+    out: list[str] = []
+    for ds, t in tests.items():
+        base = f"{t['best_zero_shot']} ({t['best_zero_shot_ndcg@10']:.4f})"
+        lines = [f"### What each step bought ({ds}, vs the best zero-shot model {base})\n"]
+        for m, summary in (("teacher", teacher), ("student", student)):
+            if m not in t:
+                continue
+            r = t[m]
+            sel = summary.get("selection") or {}
+            kept = f"; validation kept {sel['kept']}" if sel.get("kept") else ""
+            lines.append(
+                f"- **{m}**: NDCG@10 {r['diff']:+.4f} ({r['rel_diff']:+.1%}), 95% CI "
+                f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}], p = {r['p']:.3f}{kept}"
+            )
+        out += [*lines, ""]
     return out
 
 

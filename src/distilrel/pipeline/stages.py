@@ -91,8 +91,9 @@ def run_teacher(ctx: RunContext) -> dict[str, Any]:
         "train_pairs_per_s",
         "global_step",
         "best_metric",
+        "selection",
     )
-    return {"model": str(model), **{k: summary[k] for k in keep}}
+    return {"model": str(model), **{k: summary[k] for k in keep if k in summary}}
 
 
 # --- logs (the unlabelled pool) and label -----------------------------------------------------------------
@@ -154,6 +155,7 @@ def run_student(ctx: RunContext) -> dict[str, Any]:
         "seconds": round(seconds, 2),
         "metrics": result.metrics,
         "counts": json.loads(json.dumps(result.counts, default=str)),
+        "selection": result.selection,
     }
 
 
@@ -237,7 +239,40 @@ def run_evaluate(ctx: RunContext) -> dict[str, Any]:
     promotion = {k: v for k, v in promotion.items() if v is not None}
     if promotion:
         write_json(ctx.path("eval", "promotion.json"), promotion)
-    return {"results": results, "costs": costs, "promotion": promotion}
+    tests = {name: _paired_tests(ctx, name) for name in ctx.config.eval_datasets}
+    return {
+        "results": results,
+        "costs": costs,
+        "promotion": promotion,
+        "tests": {k: v for k, v in tests.items() if v},
+    }
+
+
+def _paired_tests(ctx: RunContext, ds_name: str) -> dict[str, Any]:
+    """Teacher and student vs the best zero-shot baseline on the evaluated split: paired bootstrap over the
+    same queries (NDCG@10), from the per-query files the baselines and evaluate stages wrote."""
+    import pandas as pd
+
+    from distilrel.metrics.significance import paired_test
+
+    def per_query(folder: Any) -> pd.Series | None:
+        f = folder / "per_query.parquet"
+        return pd.read_parquet(f).set_index("query_id")["ndcg@10"] if f.is_file() else None
+
+    names = [b for b in (ctx.config.baselines.scorers if ctx.config.baselines else ()) if b != "random"]
+    base = {b: per_query(ctx.path("baselines", ds_name, b.replace("/", "_"))) for b in names}
+    base = {b: v for b, v in base.items() if v is not None}
+    if not base:
+        return {}
+    best = max(base, key=lambda b: float(base[b].mean()))
+    out: dict[str, Any] = {"best_zero_shot": best, "best_zero_shot_ndcg@10": float(base[best].mean())}
+    for m in MODELS:
+        scores = per_query(ctx.path("eval", ds_name, m))
+        if scores is None or set(scores.index) != set(base[best].index):
+            continue
+        t = paired_test(base[best].to_numpy(), scores.loc[base[best].index].to_numpy(), "bootstrap")
+        out[m] = {"diff": t.diff, "rel_diff": t.rel_diff, "p": t.p_value, "ci": [t.ci_low, t.ci_high]}
+    return out
 
 
 def _gate(ctx: RunContext, ds: Dataset, scorers: dict[str, Any]) -> dict[str, Any] | None:

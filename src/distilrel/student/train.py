@@ -80,6 +80,7 @@ class TrainResult:
     model_dir: Path
     metrics: dict[str, float]
     counts: dict[str, Any]
+    selection: dict[str, Any] = field(default_factory=dict)  # step 0 vs the best checkpoint (StepZero)
 
 
 # --- checks and inputs ---------------------------------------------------------------------------------
@@ -489,7 +490,7 @@ def train_student(
     model_dir = save_model_atomically(model, out / MODEL_DIR, {"training": info})
     write_json(out / INFO_FILE, {**info, "log_history": trainer.state.log_history})
     log(f"student saved to {model_dir}")
-    return TrainResult(model_dir, metrics, counts)
+    return TrainResult(model_dir, metrics, counts, selection)
 
 
 def best_eval_metrics(state: Any) -> dict[str, float]:
