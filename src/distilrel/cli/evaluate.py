@@ -30,6 +30,13 @@ def evaluate(
     ] = None,
     depth: Annotated[int, typer.Option(help="candidates per query on retrieval datasets")] = 100,
     data_dir: Annotated[Path | None, typer.Option(help="folder holding the dataset's files")] = None,
+    calibrate_on: Annotated[
+        str | None,
+        typer.Option(
+            help="map the scorer's score onto the dataset's levels by an ordered logit fitted on this split "
+            "(e.g. train): the calibrated zero-shot baseline, with level accuracy and RMSE"
+        ),
+    ] = None,
 ) -> None:
     """Re-rank each query's judged candidates (or retrieve over the corpus) and write run.trec, qrels.trec,
     metrics.json, report.md and metrics.png."""
@@ -47,6 +54,12 @@ def evaluate(
         ds = add_engaged_queries(ds)
     sc = load_scorer(scorer, progress=True)
     builder = text_builder_for(sc, ds, field_specs)
+    if calibrate_on is not None:
+        from distilrel.evaluate.calibrated import calibrate_scorer
+
+        if calibrate_on == split or split == "all":
+            raise typer.BadParameter(f"--calibrate-on {calibrate_on} would fit on the evaluated queries")
+        sc = calibrate_scorer(sc, ds, builder, calibrate_on)
     settings = EvalSettings(
         split=split, max_queries=max_queries, depth=depth, metrics=tuple(parse_fields(metrics) or ())
     )

@@ -133,35 +133,22 @@ class ZeroShotPrior(nn.Module):
         return self.linear(self.features(**inputs).to(self.linear.weight.dtype))  # (batch, K)
 
 
-def calibrate(
-    prior: ZeroShotPrior, features: torch.Tensor, levels: torch.Tensor, steps: int = 200
-) -> dict[str, float]:
-    """Fit the prior as an ordered level model on the cosine alone: weight[:, 0] = alpha * centered gains,
-    a free bias per level, overlap weight 0 (so the ranking stays exactly the zero-shot cosine's).
-    ``features`` (n, 2), ``levels`` (n,) level indices. Returns the fit (alpha, cross-entropy)."""
+def calibrate(prior: ZeroShotPrior, features: torch.Tensor, levels: torch.Tensor) -> dict[str, float]:
+    """Fit the prior as an ordered level model on the cosine alone
+    (:func:`distilrel.calibration.fit_ordered_logit`: weight[:, 0] = alpha * centered gains, a bias per
+    level), overlap weight 0, so the ranking stays exactly the zero-shot cosine's. ``features`` (n, 2),
+    ``levels`` (n,) level indices. Returns the fit (alpha, cross-entropy, pairs)."""
+    from distilrel.calibration import fit_ordered_logit
+
     if features.size(0) != levels.size(0) or features.size(0) == 0:
         raise ValueError(f"calibrate: {features.size(0)} feature rows but {levels.size(0)} levels")
-    cos = features[:, 0].float()
-    g = prior.centered_gains.float()
-    counts = torch.bincount(levels, minlength=g.numel()).float() + 1.0
-    alpha = torch.tensor(10.0, requires_grad=True)
-    bias = (counts / counts.sum()).log().clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([alpha, bias], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = nn.functional.cross_entropy(cos[:, None] * alpha * g[None, :] + bias[None, :], levels)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    a = float(alpha.detach().clamp(min=1e-3))  # never reverse the zero-shot order
+    gains = (prior.centered_gains + 0.0).tolist()
+    fit = fit_ordered_logit(features[:, 0].numpy(), levels.numpy(), gains)
     with torch.no_grad():
         prior.linear.weight.zero_()
-        prior.linear.weight[:, 0] = a * g
-        prior.linear.bias.copy_(bias.detach())
-        ce = float(nn.functional.cross_entropy(prior.linear(features.float()), levels))
-    return {"alpha": a, "cross_entropy": ce, "pairs": int(features.size(0))}
+        prior.linear.weight[:, 0] = fit.alpha * torch.tensor(fit.centered_gains)
+        prior.linear.bias.copy_(torch.tensor(fit.bias))
+    return {"alpha": fit.alpha, "cross_entropy": fit.cross_entropy, "pairs": fit.pairs}
 
 
 # --- building, saving, loading -----------------------------------------------------------------------
