@@ -58,6 +58,7 @@ def calibrate_scorer(
     judged = dataset.split(split).judgments
     docs = dataset.documents[dataset.documents["doc_id"].isin(set(judged["doc_id"]))]
     texts = dict(zip(docs["doc_id"].astype(str), builder.build_many(docs), strict=True))
+    scorer.fit_corpus(list(texts), list(texts.values()))  # as evaluate does for the split it ranks
     scores = scorer.score(judged["query"].astype(str).tolist(), [texts[str(d)] for d in judged["doc_id"]])
     fit = fit_ordered_logit(scores, judged["level"].to_numpy(), dataset.levels.gains)
     return CalibratedScorer(scorer, dataset.levels, fit, f"{dataset.name}/{split}")
