@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +51,25 @@ def test_the_calibrated_baseline_ranks_as_its_base_and_predicts_levels() -> None
     got = evaluate(ds, cal, builder, settings)
     assert got.summary["ndcg@10"] == pytest.approx(plain.summary["ndcg@10"])  # same ranking
     assert 0 <= got.classifier["level_accuracy"] <= 1 and "level_accuracy" not in plain.classifier
+
+
+def test_calibration_out_of_fold_fits_each_fold_on_its_own_training_queries(tmp_path: Path) -> None:
+    import json
+
+    from distilrel.evaluate.calibrated import calibrate_out_of_fold
+    from distilrel.evaluate.crossval import fold_view, query_folds
+
+    ds = toy_dataset(n_queries=24)
+    folds = query_folds(ds.judgments["query"], 3)
+    (tmp_path / "folds.json").write_text(json.dumps({"k": 3, "seed": 0, "val_fraction": 0.2, "folds": folds}))
+    bm25 = BM25Scorer()
+    builder = text_builder_for(bm25, ds)
+    oof = calibrate_out_of_fold(bm25, ds, builder, tmp_path, "train")
+    got = evaluate(ds, oof, builder, EvalSettings(split="all", metrics=("ndcg@10",)))
+    assert len(got.per_query) == 24 and 0 <= got.classifier["level_accuracy"] <= 1
+    for f in range(3):  # fold f's fit saw only fold f's training queries
+        fit = oof.model(f).fit
+        view = fold_view(ds, folds, f, 0.2, 0)
+        assert fit.pairs == len(view.split("train").judgments)
+    with pytest.raises(FileNotFoundError, match=r"folds\.json"):
+        calibrate_out_of_fold(bm25, ds, builder, tmp_path / "nowhere", "train")

@@ -37,6 +37,13 @@ def evaluate(
             "(e.g. train): the calibrated zero-shot baseline, with level accuracy and RMSE"
         ),
     ] = None,
+    folds_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="a `teacher train --folds` folder: with --calibrate-on train, fit the calibration per fold "
+            "on that fold's training queries and score each query out of fold (use with --split all)"
+        ),
+    ] = None,
 ) -> None:
     """Re-rank each query's judged candidates (or retrieve over the corpus) and write run.trec, qrels.trec,
     metrics.json, report.md and metrics.png."""
@@ -54,7 +61,13 @@ def evaluate(
         ds = add_engaged_queries(ds)
     sc = load_scorer(scorer, progress=True)
     builder = text_builder_for(sc, ds, field_specs)
-    if calibrate_on is not None:
+    if folds_from is not None:
+        if calibrate_on is None:
+            raise typer.BadParameter("--folds-from fits a calibration per fold: give --calibrate-on train")
+        from distilrel.evaluate.calibrated import calibrate_out_of_fold
+
+        sc = calibrate_out_of_fold(sc, ds, builder, folds_from, calibrate_on)
+    elif calibrate_on is not None:
         from distilrel.evaluate.calibrated import calibrate_scorer
 
         if calibrate_on == split or split == "all":

@@ -62,3 +62,28 @@ def calibrate_scorer(
     scores = scorer.score(judged["query"].astype(str).tolist(), [texts[str(d)] for d in judged["doc_id"]])
     fit = fit_ordered_logit(scores, judged["level"].to_numpy(), dataset.levels.gains)
     return CalibratedScorer(scorer, dataset.levels, fit, f"{dataset.name}/{split}")
+
+
+def calibrate_out_of_fold(
+    scorer: Scorer, dataset: Dataset, builder: Any, folds_dir: Any, split: str = "train"
+) -> Scorer:
+    """The calibrated baseline under the folds of a ``teacher train --folds`` run (its ``folds.json``):
+    one calibration per fold, fitted on that fold's ``split`` queries, each query scored by the fit that
+    never saw it, so its level accuracy compares with the pooled out-of-fold teacher on the same terms."""
+    import json
+    from pathlib import Path
+
+    from distilrel.evaluate.crossval import OutOfFoldScorer, fold_view
+
+    f = Path(folds_dir) / "folds.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{folds_dir} is not a cross-validation folder: {f.name} is missing")
+    plan = json.loads(f.read_text(encoding="utf-8"))
+    folds = {str(q): int(v) for q, v in plan["folds"].items()}
+    models = {
+        k: calibrate_scorer(
+            scorer, fold_view(dataset, folds, k, plan["val_fraction"], plan["seed"]), builder, split
+        )
+        for k in range(int(plan["k"]))
+    }
+    return OutOfFoldScorer(models, folds, name=f"{scorer.name} (calibrated per fold on {split})")

@@ -83,6 +83,10 @@ class OutOfFoldScorer(Scorer):
             m = self._models[fold] = m()
         return m
 
+    def fit_corpus(self, doc_ids: Sequence[str], texts: Sequence[str]) -> None:
+        for fold in sorted(self._models):
+            self.model(fold).fit_corpus(doc_ids, texts)
+
     def _route(self, queries: Sequence[str]) -> np.ndarray:
         keys = [query_key(q) for q in queries]
         unknown = [q for q in keys if q not in self.folds]
