@@ -360,3 +360,14 @@ def test_trial_config_sets_training_keys_and_loss_weights(tmp_path: Path, bert_d
     assert dict(got.training.loss) == {"ce": 1.0} and not got.training.listwise
     with pytest.raises(ValueError, match="neither"):
         trial_config(cfg, {"warp_speed": 1.0}, tmp_path / "t")
+
+
+def test_a_pair_cap_keeps_whole_queries_for_a_ranking_objective() -> None:
+    from distilrel.teacher.train import _cap_pairs
+
+    j = toy_dataset(n_queries=12).judgments  # 5 pairs a query
+    pointwise = _cap_pairs(j, 23, seed=0, whole_queries=False)
+    assert len(pointwise) == 23
+    lists = _cap_pairs(j, 23, seed=0, whole_queries=True)
+    assert len(lists) == 20 and (lists.groupby("query_id").size() == 5).all()  # 4 whole queries
+    assert _cap_pairs(j, None, seed=0, whole_queries=True) is j

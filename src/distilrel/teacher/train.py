@@ -68,6 +68,19 @@ def _texts(ds: Dataset, doc_ids: set[str], builder: Any, fields: Sequence[FieldC
     return dict(zip(docs["doc_id"].astype(str), builder.build_many(docs), strict=True))
 
 
+def _cap_pairs(judgments: pd.DataFrame, cap: int | None, seed: int, whole_queries: bool) -> pd.DataFrame:
+    """At most ``cap`` training pairs, a seeded sample. A ranking objective needs each query's list, so
+    with ``whole_queries`` whole queries are drawn (in a seeded order) until the next would pass the cap."""
+    if cap is None or len(judgments) <= cap:
+        return judgments
+    if not whole_queries:
+        return judgments.sample(n=cap, random_state=seed)
+    sizes = judgments.groupby("query_id").size()
+    order = sizes.sample(frac=1.0, random_state=seed)
+    keep = set(order.index[order.cumsum() <= cap])
+    return judgments[judgments["query_id"].isin(keep)]
+
+
 def _sample_queries(judgments: pd.DataFrame, cap: int | None, seed: int) -> pd.DataFrame:
     qids = judgments["query_id"].drop_duplicates().sort_values()
     if cap is None or len(qids) <= cap:
@@ -121,9 +134,7 @@ def prepare(config: TeacherConfig, datasets: Sequence[Dataset] | None = None) ->
             train_j = ds.split(config.data.train_split).judgments
         except ValueError as e:
             raise ValueError(f"{config.source}: [data] train_split: {e}") from e
-        cap = config.data.train_cap(spec)
-        if cap is not None and len(train_j) > cap:
-            train_j = train_j.sample(n=cap, random_state=config.data.seed)
+        train_j = _cap_pairs(train_j, config.data.train_cap(spec), config.data.seed, config.training.listwise)
         level_map = remap_levels(ds.levels, target)
         eval_j = None
         if spec.evaluate:
