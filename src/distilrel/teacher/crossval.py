@@ -98,7 +98,7 @@ def cross_validate_teacher(
             result = evaluate(
                 ds, scorer, text_builder_for(scorer, ds), EvalSettings(split="all", metrics=tuple(metrics))
             )
-        write_outputs(result, out / "oof" / ds.name, {"folds": k, "seed": seed, "split": "all (out of fold)"})
+        write_outputs(result, out / "oof" / ds.name, {"folds": k, "seed": seed, "out_of_fold": True})
         pooled[ds.name] = {"queries": len(result.per_query), **result.summary, **result.classifier}
         console.print(
             f"{ds.name}: out-of-fold over {len(result.per_query)} queries: "
