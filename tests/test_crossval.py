@@ -99,6 +99,18 @@ def test_teacher_cross_validation_end_to_end_and_resumes(tmp_path: Path, bert_di
     teacher = load_teacher_scorer(out / f"fold-{fold}" / "model")
     text = teacher.text_builder().build_many(ds.documents[ds.documents["doc_id"] == did])[0]
     assert float(first[4]) == pytest.approx(float(teacher.score([row["query"]], [text])[0]), abs=1e-4)
+    # `distilrel compare` pairs the pooled run with a zero-shot run made on --split all, query by query.
+    from distilrel.evaluate.compare import compare_runs
+    from distilrel.evaluate.report import write_outputs
+    from distilrel.evaluate.runner import EvalSettings, evaluate, text_builder_for
+
+    bm25 = BM25Scorer()
+    res = evaluate(
+        ds, bm25, text_builder_for(bm25, ds), EvalSettings(split="all", metrics=("ndcg@10", "p@8"))
+    )
+    write_outputs(res, tmp_path / "bm25-all", {})
+    table, tests = compare_runs([tmp_path / "bm25-all", out / "oof" / "toy"], ["ndcg@10"])
+    assert list(table["queries"]) == [12, 12] and len(tests) == 1
     # A rerun keeps the trained folds; other folds in the same folder are refused.
     stamps = {f: (out / f"fold-{f}" / "summary.json").stat().st_mtime_ns for f in range(3)}
     cross_validate_teacher(cfg, 3, out=out, val_fraction=0.25, datasets=[ds])
