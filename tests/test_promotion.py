@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,3 +52,26 @@ def test_the_gate_needs_a_baseline_and_the_same_queries() -> None:
         decide({"bm25": base, "student": base.iloc[:10]}, ["bm25"], ["student"])
     with pytest.raises(ValueError, match="no scores"):
         decide({"bm25": base}, ["bm25"], ["student"])
+
+
+def test_serve_refuses_a_student_the_gate_held(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from distilrel.cli.main import app
+    from distilrel.pipeline.promotion import held_reason
+
+    run = tmp_path / "runs" / "demo"
+    student = run / "student" / "model"
+    student.mkdir(parents=True)
+    (run / "eval").mkdir()
+    gate = {"crowdflower": {"promoted": "minilm", "why": "student is significantly worse than minilm"}}
+    (run / "eval" / "promotion.json").write_text(json.dumps(gate))
+    assert "significantly worse than minilm" in held_reason(student)
+    result = CliRunner().invoke(app, ["serve", "--student", str(student), "--store", str(tmp_path / "s")])
+    assert result.exit_code != 0 and "held this student" in result.output
+    gate["crowdflower"]["promoted"] = "student"
+    (run / "eval" / "promotion.json").write_text(json.dumps(gate))
+    assert held_reason(student) is None
+    assert held_reason(tmp_path / "elsewhere") is None  # not a pipeline run's student: no gate to read

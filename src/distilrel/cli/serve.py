@@ -151,10 +151,24 @@ def serve(
     annotator: Annotated[
         str, typer.Option(help="explorer: default name recorded with each judgment")
     ] = os.environ.get("USER", "anonymous"),
+    allow_held: Annotated[
+        bool,
+        typer.Option(
+            help="serve a student that its pipeline run's promotion gate held (worse than a baseline)"
+        ),
+    ] = False,
 ) -> None:
     """Serve /v1/rerank, /v1/search, /v1/embed, /v1/related/{doc_id}, /healthz, /metrics and the relevance
     explorer and judging page at /ui."""
     import uvicorn
+
+    from distilrel.pipeline.promotion import held_reason
+
+    held = held_reason(student)
+    if held and not allow_held:
+        raise typer.BadParameter(
+            f"the promotion gate held this student: {held}; --allow-held serves it anyway"
+        )
 
     from distilrel.serve.app import ServeSettings, create_app
     from distilrel.serve.cache import make_cache

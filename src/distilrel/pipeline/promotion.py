@@ -13,6 +13,7 @@ the report.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -75,3 +76,20 @@ def decide(
         out["promoted"] = best
         out["why"] = f"{serve} is significantly worse than {best} on validation{detail}: serve {best} instead"
     return out
+
+
+def held_reason(student_dir: str | Path) -> str | None:
+    """Why the promotion gate of the pipeline run that trained ``student_dir`` held this student (None when
+    it was promoted, or when the folder is not a pipeline run's student). A run's student lives in
+    ``<run>/student/model``; the gate's decision in ``<run>/eval/promotion.json``."""
+    import json
+
+    folder = Path(student_dir).resolve()
+    gate = folder.parent.parent / "eval" / "promotion.json"
+    if folder.name != "model" or folder.parent.name != "student" or not gate.is_file():
+        return None
+    decisions = json.loads(gate.read_text(encoding="utf-8"))
+    held = {ds: d for ds, d in decisions.items() if d.get("promoted") != "student"}
+    if not held:
+        return None
+    return "; ".join(f"{ds}: {d['why']}" for ds, d in held.items()) + f" ({gate})"
