@@ -371,3 +371,18 @@ def test_a_pair_cap_keeps_whole_queries_for_a_ranking_objective() -> None:
     lists = _cap_pairs(j, 23, seed=0, whole_queries=True)
     assert len(lists) == 20 and (lists.groupby("query_id").size() == 5).all()  # 4 whole queries
     assert _cap_pairs(j, None, seed=0, whole_queries=True) is j
+
+
+def test_calibration_can_fit_the_overlap_weight(bert_dir: Path, st_dir: Path) -> None:
+    model, _ = teacher(bert_dir, levels=DEFAULT_5, prior=PriorConfig(backbone=str(st_dir)))
+    queries, texts = some_pairs(60)
+    feats = prior_features(model.prior, queries, texts)
+    # Levels driven by the overlap alone: the fit gives it a positive weight, the cosine-only fit cannot.
+    levels = torch.tensor((4 - np.round(feats[:, 1].numpy() * 4)).astype(int))
+    with_overlap = calibrate(model.prior, feats, levels, overlap=True)
+    assert with_overlap["overlap_weight"] > 0
+    w = model.prior.linear.weight.detach()
+    torch.testing.assert_close(w[:, 1], w[:, 0] * with_overlap["overlap_weight"])
+    cos_only = calibrate(model.prior, feats, levels)
+    assert cos_only["overlap_weight"] == 0.0 and float(model.prior.linear.weight[:, 1].abs().sum()) == 0.0
+    assert with_overlap["cross_entropy"] <= cos_only["cross_entropy"] + 1e-6

@@ -222,7 +222,8 @@ class PriorConfig:
     """``[model.prior]``: the zero-shot bi-encoder whose cosine (and the query-term overlap) the teacher adds
     to its level logits (see :mod:`distilrel.teacher.prior`). ``backbone``: an alias, HF id or folder of a
     sentence-transformers model (the baselines' ``minilm``, ``e5``, ...). ``calibrate``: fit the prior's
-    level model on the training pairs before fine-tuning (on at most ``calibration_pairs`` of them)."""
+    level model on the training pairs before fine-tuning (on at most ``calibration_pairs`` of them);
+    ``calibrate_overlap``: fit the overlap's weight in that calibration too."""
 
     backbone: str = "minilm"
     pooling: str = "auto"  # auto: the sentence-transformers folder's own (mean for MiniLM / E5)
@@ -230,6 +231,9 @@ class PriorConfig:
     max_doc_length: int = 128
     calibrate: bool = True
     calibration_pairs: int = 4096
+    # Calibrate on cosine + beta * overlap (beta fitted on train): step 0 is then a calibrated lexical +
+    # semantic fusion instead of the bi-encoder's order alone.
+    calibrate_overlap: bool = False
 
     @classmethod
     def from_toml(cls, raw: Mapping[str, Any], source: str) -> PriorConfig | None:

@@ -133,22 +133,40 @@ class ZeroShotPrior(nn.Module):
         return self.linear(self.features(**inputs).to(self.linear.weight.dtype))  # (batch, K)
 
 
-def calibrate(prior: ZeroShotPrior, features: torch.Tensor, levels: torch.Tensor) -> dict[str, float]:
-    """Fit the prior as an ordered level model on the cosine alone
-    (:func:`distilrel.calibration.fit_ordered_logit`: weight[:, 0] = alpha * centered gains, a bias per
-    level), overlap weight 0, so the ranking stays exactly the zero-shot cosine's. ``features`` (n, 2),
-    ``levels`` (n,) level indices. Returns the fit (alpha, cross-entropy, pairs)."""
+#: overlap weights (relative to the cosine's) tried when the calibration fits the overlap too.
+OVERLAP_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def calibrate(
+    prior: ZeroShotPrior, features: torch.Tensor, levels: torch.Tensor, *, overlap: bool = False
+) -> dict[str, float]:
+    """Fit the prior as an ordered level model (:func:`distilrel.calibration.fit_ordered_logit`: weight =
+    alpha * centered gains on the score, a bias per level). The score is the cosine alone (``overlap``
+    False: step 0 ranks exactly as the zero-shot bi-encoder), or ``cosine + beta * overlap`` with beta
+    the likelihood-best of :data:`OVERLAP_GRID` (a calibrated lexical + semantic fusion, fitted on the
+    training pairs). ``features`` (n, 2), ``levels`` (n,) level indices. Returns the fit."""
     from distilrel.calibration import fit_ordered_logit
 
     if features.size(0) != levels.size(0) or features.size(0) == 0:
         raise ValueError(f"calibrate: {features.size(0)} feature rows but {levels.size(0)} levels")
     gains = (prior.centered_gains + 0.0).tolist()
-    fit = fit_ordered_logit(features[:, 0].numpy(), levels.numpy(), gains)
+    cos, ov, y = features[:, 0].numpy(), features[:, 1].numpy(), levels.numpy()
+    fits = {
+        beta: fit_ordered_logit(cos + beta * ov, y, gains) for beta in (OVERLAP_GRID if overlap else (0.0,))
+    }
+    beta = min(fits, key=lambda b: (fits[b].cross_entropy, b))
+    fit = fits[beta]
     with torch.no_grad():
-        prior.linear.weight.zero_()
-        prior.linear.weight[:, 0] = fit.alpha * torch.tensor(fit.centered_gains)
+        g = torch.tensor(fit.centered_gains)
+        prior.linear.weight[:, 0] = fit.alpha * g
+        prior.linear.weight[:, 1] = fit.alpha * beta * g
         prior.linear.bias.copy_(torch.tensor(fit.bias))
-    return {"alpha": fit.alpha, "cross_entropy": fit.cross_entropy, "pairs": fit.pairs}
+    return {
+        "alpha": fit.alpha,
+        "overlap_weight": beta,
+        "cross_entropy": fit.cross_entropy,
+        "pairs": fit.pairs,
+    }
 
 
 # --- building, saving, loading -----------------------------------------------------------------------

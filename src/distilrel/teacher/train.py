@@ -381,9 +381,11 @@ def _calibrate_prior(
         feats = prior_features(
             model.prior, [prep.train_queries[i] for i in idx], [prep.train_texts[i] for i in idx]
         )
-        fit = calibrate(model.prior, feats, torch.tensor([prep.train_levels[i] for i in idx]))
+        levels = torch.tensor([prep.train_levels[i] for i in idx])
+        fit = calibrate(model.prior, feats, levels, overlap=p.calibrate_overlap)
     console.print(
-        f"zero-shot prior {p.backbone}: alpha {fit['alpha']:.2f}, cross-entropy {fit['cross_entropy']:.4f} "
+        f"zero-shot prior {p.backbone}: alpha {fit['alpha']:.2f}, "
+        f"overlap weight {fit['overlap_weight']:.2f}, cross-entropy {fit['cross_entropy']:.4f} "
         f"on {fit['pairs']} pairs"
     )
     return fit
