@@ -38,3 +38,19 @@ def head_param_groups(
                     }
                 )
     return groups
+
+
+def build_optimizer(
+    trainer: Any, model: nn.Module, head_learning_rate: float | None, is_head: Callable[[str], bool]
+) -> Any:
+    """The Trainer's own optimizer class and arguments over :func:`head_param_groups` of ``model``."""
+    groups = head_param_groups(
+        model,
+        decay=set(trainer.get_decay_parameter_names(model)),
+        learning_rate=trainer.args.learning_rate,
+        head_learning_rate=head_learning_rate,
+        weight_decay=trainer.args.weight_decay,
+        is_head=is_head,
+    )
+    optimizer_cls, optimizer_kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, model)
+    return optimizer_cls(groups, **optimizer_kwargs)

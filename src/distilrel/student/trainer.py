@@ -186,18 +186,11 @@ class StudentTrainer(Trainer):
         if self.optimizer is not None:
             return self.optimizer
         model = model or self.model
-        from distilrel.optim import head_param_groups
+        from distilrel.optim import build_optimizer
 
-        groups = head_param_groups(
-            model,
-            decay=set(self.get_decay_parameter_names(model)),
-            learning_rate=self.args.learning_rate,
-            head_learning_rate=self.head_learning_rate,
-            weight_decay=self.args.weight_decay,
-            is_head=lambda n: n.startswith("head."),
+        self.optimizer = build_optimizer(
+            self, model, self.head_learning_rate, is_head=lambda n: n.startswith("head.")
         )
-        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Sampler[int] | None:

@@ -178,47 +178,53 @@ def _pair_terms(
     return F.softplus(-sigma * diff), valid
 
 
-class RankNetLoss(_RankingLoss):
-    """RankNet: mean logistic loss over every (better, worse) pair of every list."""
+class _PairwiseLoss(_RankingLoss):
+    """A ranking loss over (better, worse) pairs with logistic slope ``sigma``."""
 
     def __init__(self, model: TeacherModel, sigma: float = 1.0, temperature: float = 1.0) -> None:
         super().__init__(model, temperature)
         if not sigma > 0:
-            raise ValueError(f"RankNetLoss: sigma must be > 0, got {sigma}")
+            raise ValueError(f"{type(self).__name__}: sigma must be > 0, got {sigma}")
         self.sigma = float(sigma)
 
-    def from_logits(
-        self, logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def pairs(
+        self, logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ...] | None:
+        """(scores, gains, mask, pair terms, valid pairs) of the batch's lists; None without a valid pair."""
         s, g, mask = self.lists(logits, labels, groups)
         terms, valid = _pair_terms(s, g, mask, self.sigma)
-        if not bool(valid.any()):
-            return logits.sum() * 0.0
-        return terms[valid].mean()
+        return (s, g, mask, terms, valid) if bool(valid.any()) else None
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"sigma": self.sigma, "temperature": self.temperature}
 
 
-class LambdaLoss(_RankingLoss):
+class RankNetLoss(_PairwiseLoss):
+    """RankNet: mean logistic loss over every (better, worse) pair of every list."""
+
+    def from_logits(
+        self, logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        got = self.pairs(logits, labels, groups)
+        if got is None:
+            return logits.sum() * 0.0
+        _, _, _, terms, valid = got
+        return terms[valid].mean()
+
+
+class LambdaLoss(_PairwiseLoss):
     """LambdaRank-weighted pairwise loss (the "lambdaRank" scheme of LambdaLoss, Wang et al. 2018): each
     (better, worse) pair's logistic loss weighted by ``|g_i - g_j| * |1/log2(1+r_i) - 1/log2(1+r_j)| / IDCG``,
     the NDCG change of swapping them at their current ranks r (scores detached, ties by position). Summed
     per list, mean over the lists that have such a pair."""
 
-    def __init__(self, model: TeacherModel, sigma: float = 1.0, temperature: float = 1.0) -> None:
-        super().__init__(model, temperature)
-        if not sigma > 0:
-            raise ValueError(f"LambdaLoss: sigma must be > 0, got {sigma}")
-        self.sigma = float(sigma)
-
     def from_logits(
         self, logits: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None = None
     ) -> torch.Tensor:
-        s, g, mask = self.lists(logits, labels, groups)
-        terms, valid = _pair_terms(s, g, mask, self.sigma)
-        if not bool(valid.any()):
+        got = self.pairs(logits, labels, groups)
+        if got is None:
             return logits.sum() * 0.0
+        s, g, mask, terms, valid = got
         width = s.size(1)
         order = s.detach().masked_fill(~mask, float("-inf")).argsort(dim=1, descending=True, stable=True)
         ranks = torch.empty_like(order)
@@ -232,9 +238,6 @@ class LambdaLoss(_RankingLoss):
         weights = delta / idcg.clamp(min=1e-12)[:, None, None]
         per_list = (weights * terms * valid).sum(dim=(1, 2))
         return per_list[valid.any(dim=2).any(dim=1)].mean()
-
-    def get_config_dict(self) -> dict[str, Any]:
-        return {"sigma": self.sigma, "temperature": self.temperature}
 
 
 class CombinedLoss(nn.Module):
