@@ -248,6 +248,11 @@ def run_evaluate(ctx: RunContext) -> dict[str, Any]:
     }
 
 
+def _zero_shot_baselines(ctx: RunContext) -> list[str]:
+    """The run's baselines that count as zero-shot models (random never does)."""
+    return [b for b in (ctx.config.baselines.scorers if ctx.config.baselines else ()) if b != "random"]
+
+
 def _paired_tests(ctx: RunContext, ds_name: str) -> dict[str, Any]:
     """Teacher and student vs the best zero-shot baseline on the evaluated split: paired bootstrap over the
     same queries (NDCG@10), from the per-query files the baselines and evaluate stages wrote."""
@@ -259,7 +264,7 @@ def _paired_tests(ctx: RunContext, ds_name: str) -> dict[str, Any]:
         f = folder / "per_query.parquet"
         return pd.read_parquet(f).set_index("query_id")["ndcg@10"] if f.is_file() else None
 
-    names = [b for b in (ctx.config.baselines.scorers if ctx.config.baselines else ()) if b != "random"]
+    names = _zero_shot_baselines(ctx)
     base = {b: per_query(ctx.path("baselines", ds_name, b.replace("/", "_"))) for b in names}
     base = {b: v for b, v in base.items() if v is not None}
     if not base:
@@ -282,7 +287,7 @@ def _gate(ctx: RunContext, ds: Dataset, scorers: dict[str, Any]) -> dict[str, An
     from distilrel.pipeline.promotion import decide
 
     ev = ctx.config.evaluate
-    baselines = [b for b in (ctx.config.baselines.scorers if ctx.config.baselines else ()) if b != "random"]
+    baselines = _zero_shot_baselines(ctx)
     if not ev.gate_split or not baselines or ev.gate_split not in set(ds.judgments["split"]):
         return None
     per_query = {}

@@ -45,6 +45,9 @@ POOLINGS = ("auto", "cls", "mean", "last")
 ACTIVATIONS = ("tanh", "gelu", "relu", "identity")
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DEFAULT_DECODER_TEMPLATE = "Query: {query}\nDocument: {text}"
+#: the ``[training] loss`` names (distilrel.teacher.losses.LOSSES maps them to modules) and the ranking ones
+LOSS_NAMES = ("ce", "listnet", "lambda", "ranknet")
+RANKING_LOSS_NAMES = frozenset({"listnet", "lambda", "ranknet"})
 
 
 def _positive(value: float, name: str, section: str, source: str, allow_zero: bool = False) -> None:
@@ -375,8 +378,7 @@ class TrainingConfig:
 
     @property
     def listwise(self) -> bool:
-        from_names = {"listnet", "lambda", "ranknet"}
-        return any(w > 0 for name, w in self.loss.items() if name in from_names)
+        return any(w > 0 for name, w in self.loss.items() if name in RANKING_LOSS_NAMES)
 
     @property
     def list_size(self) -> int:
@@ -421,7 +423,7 @@ class TrainingConfig:
 
 
 def _loss_weights(raw: Any, source: str) -> dict[str, float]:
-    known = ("ce", "listnet", "lambda", "ranknet")
+    known = LOSS_NAMES
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(
             f"{source}: [training] loss must be a table of weights like "

@@ -292,7 +292,6 @@ LOSSES: dict[str, type[nn.Module]] = {
     "lambda": LambdaLoss,
     "ranknet": RankNetLoss,
 }
-RANKING_LOSSES = frozenset({"listnet", "lambda", "ranknet"})
 
 
 def build_loss(

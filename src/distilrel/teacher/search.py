@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 
 from distilrel.data.schema import Dataset
-from distilrel.teacher.config import TeacherConfig
+from distilrel.teacher.config import LOSS_NAMES, TeacherConfig
 
 #: name -> (low, high, kind); kind "log" (float, log-uniform), "float" or "int".
 DEFAULT_SPACE: Mapping[str, tuple[float, float, str]] = {
@@ -54,7 +54,7 @@ def trial_config(config: TeacherConfig, params: Mapping[str, Any], output_dir: P
     loss = dict(t.loss)
     changes: dict[str, Any] = {"output_dir": str(output_dir), "resume": None}
     for name, value in params.items():
-        if name in ("ce", "listnet", "lambda", "ranknet"):
+        if name in LOSS_NAMES:
             loss[name] = float(value)
         elif name in {f.name for f in dataclasses.fields(t)}:
             changes[name] = value
